@@ -1,0 +1,244 @@
+"""Customer service: General Support -> Technical Specialist -> Billing Expert."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from langchain_core.tools import BaseTool, InjectedToolArg, tool
+from pydantic import Field
+
+from agents.back_office import BackOffice, BackOfficeError
+from agents.spec import AgentSpec, ContextPolicy, HandoffPayload, InitContext
+from agents.tooling import ToolContext
+from agents.triggers import KeywordTrigger, TriggerContext
+from state import CaseFile, InitResult
+
+GENERAL = "general_support"
+TECHNICAL = "technical_specialist"
+BILLING = "billing_expert"
+
+
+class SupportCaseFile(CaseFile):
+    """What customer service knows about the customer and the problem."""
+
+    account_id: str | None = Field(default=None, pattern=r"^ACC-\d+$")
+    customer_name: str | None = None
+    identity_verified: bool | None = None
+    product: str | None = None
+    region: str | None = None
+    problem_summary: str | None = None
+    steps_tried: list[str] = Field(default_factory=list)
+    service_status: str | None = None
+    invoice_id: str | None = Field(default=None, pattern=r"^INV-\d+$")
+    amount: float | None = Field(default=None, ge=0)
+    refund_ids: list[str] = Field(default_factory=list)
+    ticket_id: str | None = None
+    sentiment: Literal["calm", "frustrated", "angry"] | None = None
+
+
+class TechnicalHandoff(HandoffPayload):
+    """A technical specialist needs the account and the symptoms."""
+
+    account_id: str = Field(pattern=r"^ACC-\d+$", description="The customer's account id.")
+    symptoms: str = Field(min_length=3, description="What the customer experiences.")
+
+
+class BillingHandoff(HandoffPayload):
+    """A billing expert needs the account; the invoice helps if known."""
+
+    account_id: str = Field(pattern=r"^ACC-\d+$", description="The customer's account id.")
+    invoice_id: str | None = Field(default=None, pattern=r"^INV-\d+$")
+
+
+def general_tools(office: BackOffice) -> tuple[BaseTool, ...]:
+    @tool(response_format="content_and_artifact")
+    def lookup_account(account_id: Annotated[str, Field(pattern=r"^ACC-\d+$")]) -> tuple[str, dict[str, Any]]:
+        """Look up a customer's account. Use when: account, acc-, plan"""
+        try:
+            a = office.account(account_id)
+        except BackOfficeError as exc:
+            return f"error: {exc}", {}
+        return (
+            f"{a.account_id}: {a.customer_name}, plan {a.plan}, region {a.region}",
+            {"account_id": a.account_id, "customer_name": a.customer_name, "product": a.plan,
+             "region": a.region},
+        )
+
+    @tool(response_format="content_and_artifact")
+    def verify_identity(
+        account_id: Annotated[str, Field(pattern=r"^ACC-\d+$")],
+        postcode: Annotated[str, Field(pattern=r"^\d{5}$")],
+    ) -> tuple[str, dict[str, Any]]:
+        """Verify the caller owns the account by its postcode. Use when: postcode, verify"""
+        try:
+            ok = office.verify(account_id, postcode)
+        except BackOfficeError as exc:
+            return f"error: {exc}", {}
+        return ("identity verified" if ok else "postcode does not match"), {"identity_verified": ok}
+
+    return (lookup_account, verify_identity)
+
+
+def technical_tools(office: BackOffice) -> tuple[BaseTool, ...]:
+    @tool(response_format="content_and_artifact")
+    def run_diagnostics(
+        account_id: Annotated[str, Field(pattern=r"^ACC-\d+$")],
+        ctx: Annotated[ToolContext, InjectedToolArg],
+    ) -> tuple[str, dict[str, Any]]:
+        """Run line diagnostics on an account. Use when: dropping, drops, slow, internet, connection, wifi"""
+        try:
+            result = office.diagnostics(account_id)
+        except BackOfficeError as exc:
+            return f"error: {exc}", {}
+        return result, {"steps_tried": ["line diagnostics"]}
+
+    @tool(response_format="content_and_artifact")
+    def open_ticket(
+        account_id: Annotated[str, Field(pattern=r"^ACC-\d+$")],
+        subject: str,
+        ctx: Annotated[ToolContext, InjectedToolArg],
+    ) -> tuple[str, dict[str, Any]]:
+        """Open an engineering ticket for a fault. Use when: ticket, engineer, technician"""
+        ticket = office.open_ticket(idempotency_key=ctx.key("ticket", account_id),
+                                    account_id=account_id, subject=subject[:120])
+        return f"ticket {ticket} opened", {"ticket_id": ticket}
+
+    return (run_diagnostics, open_ticket)
+
+
+def billing_tools(office: BackOffice) -> tuple[BaseTool, ...]:
+    @tool
+    def list_invoices(account_id: Annotated[str, Field(pattern=r"^ACC-\d+$")]) -> str:
+        """List an account's invoices. Use when: invoice, charged, bill, statement"""
+        try:
+            invoices = office.invoices(account_id)
+        except BackOfficeError as exc:
+            return f"error: {exc}"
+        return "; ".join(
+            f"{i.invoice_id} {i.amount:.2f} {i.description}"
+            + (f" (duplicate of {i.duplicate_of})" if i.duplicate_of else "")
+            for i in invoices
+        )
+
+    @tool(response_format="content_and_artifact")
+    def issue_refund(
+        invoice_id: Annotated[str, Field(pattern=r"^INV-\d+$")],
+        ctx: Annotated[ToolContext, InjectedToolArg],
+        amount: float | None = None,
+    ) -> tuple[str, dict[str, Any]]:
+        """Refund an invoice (whole amount unless given). Needs a verified identity. Use when: refund, money back"""
+        case = ctx.case_file
+        if not case.get("identity_verified"):
+            return "refused: the customer's identity is not verified", {}
+        account_id = case.get("account_id")
+        try:
+            refund, new = office.refund(idempotency_key=ctx.key("refund", invoice_id),
+                                        account_id=str(account_id), invoice_id=invoice_id,
+                                        amount=amount)
+        except BackOfficeError as exc:
+            return f"refused: {exc}", {}
+        verb = "issued" if new else "already issued"
+        return (
+            f"refund {refund.refund_id} of {refund.amount:.2f} {verb} for {invoice_id}",
+            {"refund_ids": [refund.refund_id], "invoice_id": invoice_id, "amount": refund.amount},
+        )
+
+    return (list_invoices, issue_refund)
+
+
+def _technical_init(office: BackOffice):
+    def check_region_status(ctx: InitContext) -> InitResult:
+        account = office.account(str(ctx.payload.model_dump()["account_id"]))
+        status = office.service_status(account.region)
+        return InitResult(
+            action="check_region_status",
+            summary=f"service in region {account.region}: {status}",
+            case_file_updates={"region": account.region, "service_status": status,
+                               "problem_summary": ctx.payload.model_dump()["symptoms"][:200]},
+        )
+
+    return check_region_status
+
+
+def _billing_init(office: BackOffice):
+    def load_invoices(ctx: InitContext) -> InitResult:
+        account_id = str(ctx.payload.model_dump()["account_id"])
+        invoices = office.invoices(account_id)
+        dupes = [i.invoice_id for i in invoices if i.duplicate_of]
+        return InitResult(
+            action="load_invoices",
+            summary=f"{len(invoices)} invoices on {account_id}"
+            + (f"; possible duplicate charge: {', '.join(dupes)}" if dupes else ""),
+            case_file_updates={"account_id": account_id},
+        )
+
+    return load_invoices
+
+
+def _needs_account(case_file: dict[str, Any], payload: HandoffPayload) -> str | None:
+    return None if getattr(payload, "account_id", None) else "an account id is required"
+
+
+def _billing_payload(ctx: TriggerContext) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if ctx.case_file.get("account_id"):
+        fields["account_id"] = ctx.case_file["account_id"]
+    return fields
+
+
+def customer_service_agents(office: BackOffice | None = None) -> list[AgentSpec]:
+    """The three customer-service specialists over one back office."""
+    office = office or BackOffice()
+    return [
+        AgentSpec(
+            name=GENERAL,
+            title="General Support",
+            description="First contact: greets, identifies the customer, answers general questions.",
+            instructions=(
+                "You are the first point of contact for a broadband provider. Identify the "
+                "customer (account id, postcode), answer general questions, and hand technical "
+                "faults to the technical specialist and money matters to the billing expert."
+            ),
+            topics=("hello", "hours", "address", "general"),
+            tools=general_tools(office),
+            handoffs=(TECHNICAL, BILLING),
+        ),
+        AgentSpec(
+            name=TECHNICAL,
+            title="Technical Specialist",
+            description="Diagnoses connection faults, outages and equipment problems.",
+            instructions=(
+                "You diagnose connection problems. Run diagnostics, explain findings plainly, "
+                "open a ticket when an engineer is needed. Hand billing questions to billing."
+            ),
+            topics=("internet", "connection", "dropping", "drops", "slow", "outage", "wifi",
+                    "router", "error"),
+            tools=technical_tools(office),
+            handoffs=(BILLING, GENERAL),
+            payload_schema=TechnicalHandoff,
+            on_enter=_technical_init(office),
+            preconditions=(_needs_account,),
+            triggers=(
+                KeywordTrigger(name="money_words", target=BILLING,
+                               reason="The customer raised a billing matter.",
+                               keywords=("refund", "charged", "invoice", "billing"),
+                               payload=_billing_payload),
+            ),
+        ),
+        AgentSpec(
+            name=BILLING,
+            title="Billing Expert",
+            description="Invoices, charges, refunds and payment questions.",
+            instructions=(
+                "You handle invoices and refunds. Refund only with a verified identity and only "
+                "what the invoice shows. Say exactly what you refunded."
+            ),
+            topics=("refund", "charged", "invoice", "bill", "billing", "payment", "money"),
+            tools=billing_tools(office),
+            handoffs=(GENERAL, TECHNICAL),
+            payload_schema=BillingHandoff,
+            on_enter=_billing_init(office),
+            preconditions=(_needs_account,),
+            context=ContextPolicy(mode="filtered"),
+        ),
+    ]

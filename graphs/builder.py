@@ -1,0 +1,130 @@
+"""Turn AgentSpecs and triggers into a LangGraph StateGraph.
+
+Topology (every edge is declared, so Studio and the Mermaid picture show it):
+
+    START -> intake -> {active agent | handoff_gate (a rule fired)}
+    agent -> {END (reply) | handoff_gate (one labelled edge per allowed target)}
+    handoff_gate -> {any agent (the receiver, or the source after a rejection)}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from langchain_core.language_models import BaseChatModel
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import RetryPolicy
+
+from agents.models import make_chat_model, make_fallback_model
+from agents.spec import AgentSpec
+from graphs.agent_node import make_agent_node
+from graphs.gate import GATE, GatePolicy, make_gate
+from graphs.intake import INTAKE, make_intake
+from state import CaseFile, HandoffState
+
+REPLY = "reply"
+UNLISTED = "unlisted target"
+RULE_HANDOFF = "rule fired"
+
+MODEL_RETRY = RetryPolicy(max_attempts=3, initial_interval=0.5, backoff_factor=2.0, jitter=True)
+"""Retries for agent nodes: model errors (HTTP 429/500, timeouts) are retried with backoff."""
+
+
+class GraphBuildError(ValueError):
+    """The declared agents do not form a valid handoff graph."""
+
+
+def check_specs(agents: Sequence[AgentSpec], default_agent: str) -> dict[str, AgentSpec]:
+    """Build-time validation: unique names, known targets, a known default."""
+    specs: dict[str, AgentSpec] = {}
+    for spec in agents:
+        if spec.name in specs:
+            raise GraphBuildError(f"two agents are named {spec.name!r}")
+        if spec.name in (INTAKE, GATE):
+            raise GraphBuildError(f"agent name {spec.name!r} is reserved")
+        specs[spec.name] = spec
+    for spec in agents:
+        for target in spec.handoffs:
+            if target not in specs:
+                raise GraphBuildError(f"{spec.name} hands to unknown agent {target!r}")
+            if target == spec.name:
+                raise GraphBuildError(f"{spec.name} may not hand to itself")
+        for trigger in spec.triggers:
+            if trigger.target not in spec.handoffs:
+                raise GraphBuildError(
+                    f"trigger {trigger.name!r} of {spec.name} targets {trigger.target!r}, "
+                    "which is not among its handoffs"
+                )
+    if default_agent not in specs:
+        raise GraphBuildError(f"default agent {default_agent!r} is not among the agents")
+    return specs
+
+
+def build_handoff_graph(
+    agents: Sequence[AgentSpec],
+    *,
+    default_agent: str,
+    case_file_model: type[CaseFile] = CaseFile,
+    model: BaseChatModel | None = None,
+    fallback_model: BaseChatModel | None = None,
+    policy: GatePolicy | None = None,
+    name: str = "handoff",
+) -> StateGraph:
+    """The uncompiled graph; compile it with the checkpointer and store you choose.
+
+    Args:
+        agents: The specialists; each becomes one node.
+        default_agent: Who answers first, and the fallback unless the policy names one.
+        case_file_model: The domain's CaseFile; every update is validated by it.
+        model: The chat model for agents without their own; the environment's by default.
+        fallback_model: Tried after the model's retries fail; the environment's by default.
+        policy: Hop budget, ping-pong limit and fallback for the gate.
+        name: Graph name for traces and reports.
+    """
+    specs = check_specs(agents, default_agent)
+    policy = policy or GatePolicy()
+    if policy.fallback is not None and policy.fallback not in specs:
+        raise GraphBuildError(f"fallback {policy.fallback!r} is not among the agents")
+    if model is None:
+        model = make_chat_model()
+        fallback_model = fallback_model or make_fallback_model()
+
+    graph = StateGraph(HandoffState)
+    graph.name = name
+    graph.add_node(INTAKE, make_intake(specs, default_agent=default_agent))
+    graph.add_node(GATE, make_gate(specs, case_file_model=case_file_model, policy=policy,
+                                   default_agent=default_agent))
+    for spec in agents:
+        node = make_agent_node(spec, specs=specs, model=model, fallback=fallback_model,
+                               case_file_model=case_file_model,
+                               max_hops_per_turn=policy.max_hops_per_turn)
+        graph.add_node(spec.name, node, retry_policy=MODEL_RETRY)
+        path_map = {REPLY: END, UNLISTED: GATE}
+        path_map.update({f"to {t}": GATE for t in spec.handoffs})
+        graph.add_conditional_edges(spec.name, _after_agent(spec), path_map)
+
+    graph.add_edge(START, INTAKE)
+    graph.add_conditional_edges(
+        INTAKE, _after_intake, {RULE_HANDOFF: GATE, **{n: n for n in specs}}
+    )
+    graph.add_conditional_edges(GATE, _after_gate, {n: n for n in specs})
+    return graph
+
+
+def _after_agent(spec: AgentSpec):
+    def route(state: HandoffState) -> str:
+        request = state.get("pending_handoff")
+        if request is None:
+            return REPLY
+        return f"to {request.target}" if request.target in spec.handoffs else UNLISTED
+
+    route.__name__ = f"after_{spec.name}"
+    return route
+
+
+def _after_intake(state: HandoffState) -> str:
+    return RULE_HANDOFF if state.get("pending_handoff") else state["active_agent"]
+
+
+def _after_gate(state: HandoffState) -> str:
+    return state["active_agent"]

@@ -1,0 +1,207 @@
+"""The handoff gate: validate -> transfer context -> initialise -> record.
+
+Every handoff, whoever asked for it, passes here. A rejection is a value
+(``HandoffRejection``) the source agent reads in its tool result; the state
+changes only in what the outcome calls for.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from langchain_core.messages import ToolMessage
+from langgraph.runtime import Runtime
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agents.spec import AgentSpec, HandoffPayload, InitContext
+from graphs.briefing import briefing_text
+from graphs.journal import Journal
+from state import (
+    CaseFile,
+    CaseFileError,
+    HandoffEvent,
+    HandoffRecord,
+    HandoffRejection,
+    HandoffRequest,
+    HandoffState,
+    InitResult,
+    checked_update,
+)
+
+GATE = "handoff_gate"
+
+
+class GatePolicy(BaseModel):
+    """Limits the gate enforces on every handoff."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_hops_per_turn: int = Field(default=3, ge=1, description="Handoffs allowed in one user turn.")
+    ping_pong_limit: int = Field(
+        default=3, ge=1, description="Handoffs allowed between one pair within the recent records."
+    )
+    fallback: str | None = Field(
+        default=None, description="Where unrecoverable rejections go; the default agent if None."
+    )
+
+
+Check = Callable[..., HandoffRejection | None]
+
+
+def validate(
+    request: HandoffRequest,
+    *,
+    specs: Mapping[str, AgentSpec],
+    state: HandoffState,
+    policy: GatePolicy,
+) -> tuple[HandoffPayload | None, HandoffRejection | None]:
+    """Run every check; return the typed payload, or the first rejection."""
+    if state.get("hops", 0) >= policy.max_hops_per_turn:
+        return None, HandoffRejection(
+            code="hop_budget_spent",
+            message=f"{policy.max_hops_per_turn} handoffs already tried this turn; answer the user.",
+        )
+    receiver = specs.get(request.target)
+    if receiver is None:
+        return None, HandoffRejection(
+            code="unknown_target",
+            message=f"there is no agent {request.target!r}; known: {', '.join(sorted(specs))}",
+        )
+    source = specs.get(request.source)
+    if source is None or request.target not in source.handoffs:
+        allowed = ", ".join(source.handoffs) if source else "none"
+        return None, HandoffRejection(
+            code="edge_not_allowed",
+            message=f"{request.source} may not hand to {request.target}; allowed: {allowed}",
+        )
+    try:
+        payload = receiver.payload_schema.model_validate(request.payload)
+    except ValidationError as exc:
+        fields = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}"
+                           for e in exc.errors())
+        return None, HandoffRejection(
+            code="invalid_payload", message=f"payload for {request.target} is invalid: {fields}"
+        )
+    case_file = state.get("case_file") or {}
+    for precondition in receiver.preconditions:
+        reason = precondition(case_file, payload)
+        if reason:
+            return None, HandoffRejection(
+                code="precondition_failed", message=f"{request.target} cannot take this yet: {reason}"
+            )
+    pair = {request.source, request.target}
+    bounces = sum(
+        1 for r in state.get("handoffs") or []
+        if r.outcome == "accepted" and {r.source, r.target} == pair
+    )
+    if bounces >= policy.ping_pong_limit:
+        return None, HandoffRejection(
+            code="ping_pong",
+            message=f"{request.source} and {request.target} have passed this conversation back and "
+            f"forth {bounces} times; it goes to the fallback instead",
+        )
+    return payload, None
+
+
+UNRECOVERABLE = frozenset({"hop_budget_spent", "ping_pong"})
+
+
+def make_gate(
+    specs: Mapping[str, AgentSpec],
+    *,
+    case_file_model: type[CaseFile],
+    policy: GatePolicy,
+    default_agent: str,
+) -> Callable[[HandoffState, Runtime], dict[str, Any]]:
+    """The gate node for one graph."""
+    fallback = policy.fallback or default_agent
+
+    def handoff_gate(state: HandoffState, runtime: Runtime) -> dict[str, Any]:
+        request = state.get("pending_handoff")
+        if request is None:
+            return {}
+        started = time.perf_counter()
+        emit = runtime.stream_writer
+        emit(HandoffEvent.of("requested", request).model_dump(mode="json"))
+        case_file = state.get("case_file") or {}
+        payload, rejection = validate(request, specs=specs, state=state, policy=policy)
+        init: InitResult | None = None
+        updates: dict[str, Any] = {}
+        if payload is not None:
+            try:
+                updates = checked_update(case_file_model, case_file, payload.model_dump())
+            except CaseFileError as exc:
+                payload, rejection = None, HandoffRejection(code="invalid_payload", message=str(exc))
+        if payload is not None:
+            try:
+                init = _initialise(specs[request.target], request, payload, case_file)
+                if init is not None:
+                    updates = {**updates, **checked_update(
+                        case_file_model, {**case_file, **updates}, init.case_file_updates)}
+            except Exception as exc:  # noqa: BLE001 - any init failure is a failed handoff
+                rejection = HandoffRejection(
+                    code="init_failed",
+                    message=f"{request.target} failed while taking over: {type(exc).__name__}: {exc}",
+                )
+                updates = {}
+        if rejection is None:
+            outcome = "accepted"
+            routed_to = request.target
+        else:
+            outcome = "failed" if rejection.code == "init_failed" else "rejected"
+            recoverable = rejection.code not in UNRECOVERABLE and request.source in specs
+            routed_to = request.source if recoverable else fallback
+        record = HandoffRecord(
+            request=request, outcome=outcome, rejection=rejection, init_result=init,
+            routed_to=routed_to, latency_ms=(time.perf_counter() - started) * 1000,
+        )
+        if init is not None and outcome == "accepted":
+            emit(HandoffEvent.of("initialised", request, init.summary).model_dump(mode="json"))
+        emit(HandoffEvent.from_record(record).model_dump(mode="json"))
+
+        thread = runtime.execution_info.thread_id if runtime.execution_info else None
+        count = state.get("handoff_count", 0)
+        journal = Journal(runtime.store, thread or "")
+        journal.append_record(count, record)
+        update: dict[str, Any] = {
+            "pending_handoff": None,
+            "active_agent": routed_to,
+            "handoffs": [record],
+            "handoff_count": count + 1,
+            "hops": state.get("hops", 0) + 1,
+        }
+        if request.tool_call_id:
+            note = _tool_answer(record, specs)
+            message = ToolMessage(content=note, tool_call_id=request.tool_call_id,
+                                  name=f"transfer_to_{request.target}",
+                                  status="success" if outcome == "accepted" else "error")
+            update["messages"] = [message]
+            update["transcript_len"] = journal.append_messages(state.get("transcript_len", 0),
+                                                               [message])
+        if outcome == "accepted":
+            source_title = specs[request.source].title if request.source in specs else request.source
+            update["case_file"] = updates
+            update["briefing"] = briefing_text(request, payload, init, source_title)  # type: ignore[arg-type]
+            update["receiving"] = request.id
+        return update
+
+    return handoff_gate
+
+
+def _initialise(
+    receiver: AgentSpec, request: HandoffRequest, payload: HandoffPayload, case_file: dict[str, Any]
+) -> InitResult | None:
+    if receiver.on_enter is None:
+        return None
+    return receiver.on_enter(InitContext(request=request, payload=payload, case_file=case_file))
+
+
+def _tool_answer(record: HandoffRecord, specs: Mapping[str, AgentSpec]) -> str:
+    if record.outcome == "accepted":
+        title = specs[record.target].title
+        return f"Handoff accepted: {title} now has the conversation."
+    assert record.rejection is not None
+    where = "" if record.routed_to == record.source else f" The conversation goes to {record.routed_to}."
+    return f"Handoff {record.outcome} [{record.rejection.code}]: {record.rejection.message}.{where}"

@@ -1,0 +1,44 @@
+"""Typed state: the conversation, the case file, the handoff envelope and record."""
+
+from state.case_file import CaseFile, CaseFileError, checked_update, merge_case_file
+from state.conversation import (
+    MESSAGE_WINDOW,
+    RECORD_WINDOW,
+    HandoffState,
+    append_records,
+    merge_usage,
+    window_messages,
+)
+from state.handoff import (
+    HandoffRecord,
+    HandoffRejection,
+    HandoffRequest,
+    InitResult,
+    Outcome,
+    RejectionCode,
+    TriggerKind,
+)
+
+__all__ = [
+    "MESSAGE_WINDOW",
+    "RECORD_WINDOW",
+    "CaseFile",
+    "CaseFileError",
+    "HandoffRecord",
+    "HandoffRejection",
+    "HandoffRequest",
+    "HandoffState",
+    "InitResult",
+    "Outcome",
+    "RejectionCode",
+    "TriggerKind",
+    "append_records",
+    "checked_update",
+    "merge_case_file",
+    "merge_usage",
+    "window_messages",
+]
+
+from state.events import EventKind, HandoffEvent
+
+__all__ += ["EventKind", "HandoffEvent"]

@@ -1,0 +1,82 @@
+"""The one typed state object every agent node and the handoff gate share."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypedDict
+
+from langchain_core.messages import AnyMessage, HumanMessage
+from langgraph.graph.message import add_messages
+
+from state.case_file import merge_case_file
+from state.handoff import HandoffRecord, HandoffRequest
+
+MESSAGE_WINDOW = 12
+"""Messages kept in the checkpointed state. The full transcript lives in the
+LangGraph store (see graphs/journal.py); keeping the window bounded is what
+makes checkpoint storage grow linearly instead of quadratically."""
+
+RECORD_WINDOW = 8
+"""Handoff records kept in state for loop guards; the full log is in the store."""
+
+
+def window_messages(left: list[AnyMessage], right: Any) -> list[AnyMessage]:
+    """Reducer: `add_messages`, then keep a recent window that starts on a user turn.
+
+    Cutting only at a HumanMessage keeps every tool call next to its result. If
+    the current turn alone is longer than the window, the whole turn is kept.
+    """
+    merged = add_messages(left, right)
+    if len(merged) <= MESSAGE_WINDOW:
+        return merged
+    human_at = [i for i, m in enumerate(merged) if isinstance(m, HumanMessage)]
+    if not human_at:
+        return merged
+    start = next((i for i in human_at if i >= len(merged) - MESSAGE_WINDOW), human_at[-1])
+    return merged[start:]
+
+
+def append_records(left: list[HandoffRecord] | None, right: Any) -> list[HandoffRecord]:
+    """Reducer: append new records, keep the last RECORD_WINDOW."""
+    new = right if isinstance(right, list) else [right]
+    return [*(left or []), *new][-RECORD_WINDOW:]
+
+
+def merge_usage(
+    left: dict[str, dict[str, int]] | None, right: dict[str, dict[str, int]] | None
+) -> dict[str, dict[str, int]]:
+    """Reducer: add per-agent counters (model calls, prompt tokens)."""
+    merged = {k: dict(v) for k, v in (left or {}).items()}
+    for agent, counts in (right or {}).items():
+        slot = merged.setdefault(agent, {})
+        for name, value in counts.items():
+            slot[name] = slot.get(name, 0) + value
+    return merged
+
+
+class HandoffState(TypedDict, total=False):
+    """Conversation state shared by every node of a handoff graph."""
+
+    messages: Annotated[list[AnyMessage], window_messages]
+    """Recent messages (bounded window); the model sees these plus its briefing."""
+    transcript_len: int
+    """How many messages the whole conversation holds in the store's transcript."""
+    active_agent: str
+    """Who answers the next user message; survives restarts with the checkpoint."""
+    case_file: Annotated[dict[str, Any], merge_case_file]
+    """What is known so far; validated by the domain's CaseFile model."""
+    pending_handoff: HandoffRequest | None
+    """A request waiting for the gate, or None."""
+    handoffs: Annotated[list[HandoffRecord], append_records]
+    """The most recent handoff records (the full log is in the store)."""
+    handoff_count: int
+    """How many handoff records the conversation has in all."""
+    briefing: str | None
+    """What the active agent was told when it received the conversation."""
+    receiving: str | None
+    """Id of the handoff whose receiver has not answered yet."""
+    hops: int
+    """Handoffs attempted during the current user turn (the hop budget)."""
+    turn: int
+    """Number of user turns so far."""
+    usage: Annotated[dict[str, dict[str, int]], merge_usage]
+    """Per-agent model calls and approximate prompt tokens."""

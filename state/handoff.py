@@ -1,0 +1,99 @@
+"""The handoff envelope (request) and its outcome (record)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TriggerKind = Literal["tool", "rule", "classifier", "human"]
+"""How a handoff was asked for: the agent's transfer tool, a declared rule,
+a classifier above its threshold, or a person."""
+
+Outcome = Literal["accepted", "rejected", "failed"]
+
+RejectionCode = Literal[
+    "unknown_target",
+    "edge_not_allowed",
+    "invalid_payload",
+    "precondition_failed",
+    "ping_pong",
+    "hop_budget_spent",
+    "init_failed",
+    "receiver_failed",
+]
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class HandoffRequest(BaseModel):
+    """The envelope one agent (or a trigger acting for it) sends to another."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(default_factory=_new_id, description="Stable id of this handoff.")
+    source: str = Field(description="Agent handing the conversation over.")
+    target: str = Field(description="Agent asked to take it.")
+    reason: str = Field(description="Why the handoff is wanted, in one sentence.")
+    summary: str = Field(default="", description="What the receiver needs to know.")
+    payload: dict[str, Any] = Field(
+        default_factory=dict, description="Typed fields for the receiver, validated by its schema."
+    )
+    trigger: TriggerKind = Field(description="What asked for the handoff.")
+    trigger_name: str | None = Field(default=None, description="The rule or tool that fired.")
+    tool_call_id: str | None = Field(
+        default=None, description="The transfer tool call to answer, when trigger is 'tool'."
+    )
+    created_at: datetime = Field(default_factory=_now)
+
+
+class HandoffRejection(BaseModel):
+    """Why the gate refused a handoff: a code to branch on and a readable message."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: RejectionCode
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class InitResult(BaseModel):
+    """What the receiver's initialisation action did before it answered."""
+
+    model_config = ConfigDict(frozen=True)
+
+    action: str = Field(description="Name of the initialisation action.")
+    summary: str = Field(description="One line for the receiver's briefing and the record.")
+    case_file_updates: dict[str, Any] = Field(default_factory=dict)
+
+
+class HandoffRecord(BaseModel):
+    """A handoff request plus what became of it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    request: HandoffRequest
+    outcome: Outcome
+    rejection: HandoffRejection | None = None
+    init_result: InitResult | None = None
+    routed_to: str = Field(description="Agent that holds the conversation after the gate.")
+    latency_ms: float = Field(ge=0, description="Time the gate spent on this handoff.")
+    decided_at: datetime = Field(default_factory=_now)
+
+    @property
+    def source(self) -> str:
+        return self.request.source
+
+    @property
+    def target(self) -> str:
+        return self.request.target
