@@ -124,7 +124,7 @@ def _run_tool(tool: BaseTool, call: dict[str, Any], ctx: ToolContext) -> tuple[T
         args[CONTEXT_ARG] = ctx
     try:
         message = tool.invoke({**call, "args": args, "type": "tool_call"})
-    except Exception as exc:  # noqa: BLE001 - a tool error is shown to the model, not raised
+    except Exception as exc:
         return _tool_note(call, f"error: {type(exc).__name__}: {exc}", error=True), {}
     artifact = getattr(message, "artifact", None)
     updates = artifact if isinstance(artifact, dict) else {}

@@ -140,7 +140,7 @@ def make_gate(
                 if init is not None:
                     updates = {**updates, **checked_update(
                         case_file_model, {**case_file, **updates}, init.case_file_updates)}
-            except Exception as exc:  # noqa: BLE001 - any init failure is a failed handoff
+            except Exception as exc:
                 rejection = HandoffRejection(
                     code="init_failed",
                     message=f"{request.target} failed while taking over: {type(exc).__name__}: {exc}",
