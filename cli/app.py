@@ -38,8 +38,10 @@ def open_session(graph_name: str, thread: str | None, db: str | None) -> Iterato
     settings = CliSettings()
     entry = get_graph(graph_name)
     model = make_chat_model(load_settings())
-    office = BackOffice(settings.back_office_path)
-    with open_persistence(db or settings.db_url) as persistence:
+    url = db or settings.db_url
+    # An in-memory conversation gets an in-memory back office, so nothing outlives it.
+    office = BackOffice(":memory:" if url == "memory" else settings.back_office_path)
+    with open_persistence(url) as persistence:
         graph = entry.build(model=model, office=office).compile(
             checkpointer=persistence.checkpointer, store=persistence.store
         )

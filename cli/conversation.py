@@ -7,6 +7,7 @@ import sys
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
@@ -23,6 +24,8 @@ from cli.app import (
     show_event,
     show_reply,
 )
+from graphs.escalation import NoPendingEscalation, answer_escalation, pending_escalation
+from graphs.human import EscalationRequest, HumanAnswer
 from graphs.registry import GRAPHS, get_graph
 from graphs.session import HandoffSession
 
@@ -49,12 +52,40 @@ def run(
         if not message.strip():
             raise CliError("--message is empty; give the user's message as text")
         with open_session(graph, thread, db) as session:
+            if pending_escalation(session.graph, session.config) is not None:
+                raise CliError(f"thread {session.thread_id} is waiting for a person; "
+                               f"answer it with `handoff answer {graph} {session.thread_id} --reply ...`")
             result = session.send(message, on_event=None if as_json else show_event)
+            escalation = pending_escalation(session.graph, session.config)
     if as_json:
-        sys.stdout.write(json.dumps(result.model_dump(mode="json", exclude={"path"}), indent=2) + "\n")
+        data = result.model_dump(mode="json", exclude={"path"})
+        data["pending_escalation"] = escalation.model_dump(mode="json") if escalation else None
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:
         show_reply(result)
+        if escalation:
+            show_escalation(escalation)
         out.print(f"[dim]thread {result.thread_id}[/]")
+
+
+@app.command()
+def answer(
+    graph: GraphArg,
+    thread: Annotated[str, typer.Argument(help="The thread waiting for a person.")],
+    reply: Annotated[str, typer.Option("--reply", help="What the person tells the user.")],
+    hand_back: Annotated[str | None, typer.Option("--hand-back", help="Agent to take over again.")] = None,
+    db: DbOpt = None,
+) -> None:
+    """Answer a pending human escalation as the person."""
+    with cli_errors(), open_session(graph, thread, db) as session:
+        try:
+            answer_escalation(session.graph, session.config,
+                              HumanAnswer(reply=reply, hand_back_to=hand_back))
+        except (NoPendingEscalation, ValueError) as exc:
+            if isinstance(exc, ValidationError):
+                raise
+            raise CliError(str(exc)) from None
+        show_reply(session.result())
 
 
 @app.command()
@@ -70,6 +101,16 @@ def chat(graph: GraphArg, thread: ThreadOpt = None, db: DbOpt = None) -> None:
             if not text.strip():
                 break
             show_reply(session.send(text, on_event=show_event))
+            while (escalation := pending_escalation(session.graph, session.config)) is not None:
+                show_escalation(escalation)
+                person = HumanAnswer(reply=input("person> ") or "A colleague will follow up.",
+                                     hand_back_to=input("hand back to (agent or empty)> ").strip() or None)
+                try:
+                    answer_escalation(session.graph, session.config, person)
+                except ValueError as exc:
+                    out.print(f"[red]{escape(str(exc))}[/]")
+                    continue
+                show_reply(session.result())
 
 
 @app.command()
@@ -99,3 +140,11 @@ def _agent_names(session: HandoffSession) -> set[str]:
 
 def _dedupe(names: list[str]) -> list[str]:
     return [n for i, n in enumerate(names) if i == 0 or names[i - 1] != n]
+
+
+def show_escalation(escalation: EscalationRequest) -> None:
+    """Show what the person is asked to handle."""
+    out.print(f"[bold yellow]waiting for a person[/] (from {escalation.source}): "
+              f"{escape(escalation.reason)}", highlight=False)
+    out.print(f"  briefing: {escape(escalation.briefing)}", highlight=False)
+    out.print(f"  user asked: {escape(escalation.question)}", highlight=False)

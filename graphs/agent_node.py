@@ -2,25 +2,46 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage, SystemMessage, ToolMessage
 from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
+from langgraph.errors import GraphBubbleUp
 from langgraph.runtime import Runtime
 
 from agents.spec import AgentSpec
 from agents.tooling import CONTEXT_ARG, ToolContext
 from graphs.briefing import EARLIER_MESSAGES, build_prompt
+from graphs.gate import GatePolicy, validate
 from graphs.journal import Journal
+from graphs.retry import MAX_ATTEMPTS, is_transient
 from graphs.transfer import TRANSFER_PREFIX, make_transfer_tool, request_from_call
-from state import CaseFile, CaseFileError, HandoffEvent, HandoffState, checked_update
+from state import (
+    CaseFile,
+    CaseFileError,
+    HandoffEvent,
+    HandoffRecord,
+    HandoffRejection,
+    HandoffRequest,
+    HandoffState,
+    checked_update,
+)
+
+log = logging.getLogger(__name__)
 
 PARALLEL_TRANSFER_NOTE = (
-    "Not executed: only the first handoff in one message is taken (policy: first wins)."
+    "Not executed: only one handoff per message is carried out (policy: the first valid one wins)."
+)
+ANNOUNCEMENT = re.compile(
+    r"\b(transfer(?:ring)?|hand(?:ing)?\s+(?:you\s+)?(?:over|off)|connect(?:ing)?\s+you|"
+    r"pass(?:ing)?\s+you|put(?:ting)?\s+you\s+through|escalat(?:e|ing))\b",
+    re.IGNORECASE,
 )
 
 
@@ -41,7 +62,8 @@ def make_agent_node(
     model: BaseChatModel,
     fallback: BaseChatModel | None,
     case_file_model: type[CaseFile],
-    max_hops_per_turn: int,
+    policy: GatePolicy,
+    default_agent: str,
 ) -> Callable[[HandoffState, Runtime], dict[str, Any]]:
     """The node function for one agent."""
     targets = {name: specs[name] for name in spec.handoffs if name in specs}
@@ -51,19 +73,41 @@ def make_agent_node(
     without_transfers = bind_agent_model(spec.model or model, list(spec.tools), fallback)
 
     def agent(state: HandoffState, runtime: Runtime) -> dict[str, Any]:
-        thread = (runtime.execution_info.thread_id if runtime.execution_info else None) or ""
+        info = runtime.execution_info
+        thread = (info.thread_id if info else None) or ""
         journal = Journal(runtime.store, thread)
+        try:
+            update = _turn(state, thread, journal)
+        except GraphBubbleUp:
+            raise
+        except Exception as exc:
+            attempt = info.node_attempt if info else MAX_ATTEMPTS
+            if is_transient(exc) and attempt < MAX_ATTEMPTS:
+                raise
+            log.exception("%s failed on attempt %s", spec.name, attempt)
+            update = _recover(state, journal, exc)
+        if update.pop("_completed", False):
+            last = (state.get("handoffs") or [None])[-1]
+            if last is not None:
+                runtime.stream_writer(HandoffEvent.of("completed", last.request).model_dump(mode="json"))
+        return update
+
+    def _turn(state: HandoffState, thread: str, journal: Journal) -> dict[str, Any]:
         start = state.get("transcript_len", 0)
         window = state.get("messages") or []
-        earlier = journal.messages(start - len(window), last=EARLIER_MESSAGES) if start > len(window) else []
+        earlier = (journal.messages(start - len(window), last=EARLIER_MESSAGES)
+                   if start > len(window) else [])
         prompt = build_prompt(spec, targets=targets, state=state, earlier=earlier)
-        runnable = with_transfers if state.get("hops", 0) < max_hops_per_turn else without_transfers
+        if state.get("notice"):
+            prompt[0] = SystemMessage(f"{prompt[0].content}\nNOTICE: {state['notice']}")
+        may_hand_off = state.get("hops", 0) < policy.max_hops_per_turn
+        runnable = with_transfers if may_hand_off else without_transfers
 
         case_file = dict(state.get("case_file") or {})
         case_updates: dict[str, Any] = {}
         new: list[BaseMessage] = []
         usage = {"model_calls": 0, "prompt_tokens": 0}
-        pending = None
+        pending: HandoffRequest | None = None
         for _ in range(spec.max_tool_rounds):
             ai = runnable.invoke([*prompt, *new])
             usage["model_calls"] += 1
@@ -71,17 +115,17 @@ def make_agent_node(
             ai = _named(ai, spec.name)
             new.append(ai)
             if not ai.tool_calls:
+                if may_hand_off:
+                    pending = announced_transfer(spec, targets, ai, {**case_file, **case_updates})
                 break
+            transfers = [c for c in ai.tool_calls if c["name"].startswith(TRANSFER_PREFIX)]
             for call in ai.tool_calls:
                 if call["name"].startswith(TRANSFER_PREFIX):
-                    if pending is None:
-                        pending = request_from_call(spec.name, call)
-                    else:
-                        new.append(_tool_note(call, PARALLEL_TRANSFER_NOTE, error=True))
                     continue
                 tool = own.get(call["name"])
                 if tool is None:
-                    new.append(_tool_note(call, f"error: {spec.name} has no tool {call['name']!r}", error=True))
+                    new.append(_tool_note(call, f"error: {spec.name} has no tool {call['name']!r}; "
+                                                "an agent can use only its own tools"))
                     continue
                 ctx = ToolContext(thread_id=thread, agent=spec.name, case_file={**case_file, **case_updates})
                 result, updates = _run_tool(tool, call, ctx)
@@ -92,7 +136,8 @@ def make_agent_node(
                     except CaseFileError as exc:
                         result = result.model_copy(update={"content": f"{result.content} ({exc})"})
                 new.append(result)
-            if pending is not None:
+            if transfers:
+                pending = _choose_transfer(transfers, state, new)
                 break
         else:
             new.append(AIMessage(content=f"({spec.title} stopped after {spec.max_tool_rounds} tool rounds.)",
@@ -103,37 +148,106 @@ def make_agent_node(
             "transcript_len": journal.append_messages(start, new),
             "pending_handoff": pending,
             "usage": {spec.name: usage},
+            "notice": None,
         }
         if case_updates:
             update["case_file"] = case_updates
-        receiving = state.get("receiving")
-        if receiving and pending is None:
-            last = (state.get("handoffs") or [None])[-1]
-            if last is not None and last.request.id == receiving:
-                runtime.stream_writer(HandoffEvent.of("completed", last.request).model_dump(mode="json"))
+        if state.get("receiving") and pending is None:
             update["receiving"] = None
+            update["_completed"] = True
+        return update
+
+    def _choose_transfer(
+        transfers: list[dict[str, Any]], state: HandoffState, new: list[BaseMessage]
+    ) -> HandoffRequest:
+        """First valid wins; every other transfer call is answered as not executed."""
+        requests = [request_from_call(spec.name, c) for c in transfers]
+        chosen = next(
+            (r for r in requests if validate(r, specs=specs, state=state, policy=policy)[1] is None),
+            requests[0],
+        )
+        for r in requests:
+            if r is not chosen:
+                new.append(ToolMessage(content=PARALLEL_TRANSFER_NOTE, tool_call_id=r.tool_call_id or "",
+                                       name=r.trigger_name, status="error"))
+        return chosen
+
+    def _recover(state: HandoffState, journal: Journal, exc: Exception) -> dict[str, Any]:
+        """After the last attempt: an honest message, state intact, and a failed record if this
+        agent had just received the conversation (it goes back to the source)."""
+        start = state.get("transcript_len", 0)
+        detail = f"{type(exc).__name__}: {str(exc)[:200]}"
+        update: dict[str, Any] = {"pending_handoff": None, "usage": {spec.name: {"failures": 1}}}
+        last = (state.get("handoffs") or [None])[-1]
+        receiving = state.get("receiving")
+        if receiving and last is not None and last.request.id == receiving:
+            back = last.source if last.source in specs else default_agent
+            record = HandoffRecord(
+                request=last.request, outcome="failed", routed_to=back, latency_ms=0.0,
+                rejection=HandoffRejection(code="receiver_failed",
+                                           message=f"{spec.name} could not answer: {detail}"),
+            )
+            count = state.get("handoff_count", 0)
+            journal.append_record(count, record)
+            text = (f"(system) {spec.title} could not take over because of an error ({detail}). "
+                    f"{specs[back].title} has the conversation again; please repeat or rephrase.")
+            update.update({"active_agent": back, "handoffs": [record], "handoff_count": count + 1,
+                           "receiving": None,
+                           "notice": f"Your handoff to {spec.name} failed: {detail}. Help the user yourself."})
+        else:
+            text = (f"(system) {spec.title} could not answer because of an error ({detail}). "
+                    "Nothing was lost; please try again.")
+        message = AIMessage(content=text, name=spec.name)
+        update["messages"] = [message]
+        update["transcript_len"] = journal.append_messages(start, [message])
         return update
 
     agent.__name__ = spec.name
     return agent
 
 
+def announced_transfer(
+    spec: AgentSpec, targets: Mapping[str, AgentSpec], ai: AIMessage, case_file: dict[str, Any]
+) -> HandoffRequest | None:
+    """A handoff the model announced in text without calling its tool, completed for it.
+
+    Only when the text both announces a transfer and names exactly one allowed
+    target; the payload is filled from the case file, and the gate validates it.
+    """
+    text = str(ai.content)
+    if not text or not ANNOUNCEMENT.search(text):
+        return None
+    lowered = text.lower()
+    named = [t for t in targets.values()
+             if t.title.lower() in lowered or t.name.replace("_", " ") in lowered or t.name in lowered]
+    if len(named) != 1:
+        return None
+    target = named[0]
+    fields = {k: case_file[k] for k in target.payload_schema.model_fields if k in case_file}
+    reason = f"{spec.title} announced a transfer without calling the tool: {text[:160]}"
+    return HandoffRequest(
+        source=spec.name, target=target.name, reason=reason, summary=text[:300],
+        payload={**fields, "reason": reason, "summary": text[:300]},
+        trigger="rule", trigger_name="announced_transfer",
+    )
+
+
 def _run_tool(tool: BaseTool, call: dict[str, Any], ctx: ToolContext) -> tuple[ToolMessage, dict[str, Any]]:
     args = dict(call["args"])
-    if CONTEXT_ARG in tool._injected_args_keys:
+    args.pop(CONTEXT_ARG, None)  # a model may not forge the trusted context
+    if CONTEXT_ARG in tool._injected_args_keys:  # langchain's own marker for injected args
         args[CONTEXT_ARG] = ctx
     try:
         message = tool.invoke({**call, "args": args, "type": "tool_call"})
-    except Exception as exc:
-        return _tool_note(call, f"error: {type(exc).__name__}: {exc}", error=True), {}
+    except Exception as exc:  # a tool error is shown to the model, not raised
+        return _tool_note(call, f"error: {type(exc).__name__}: {exc}"), {}
     artifact = getattr(message, "artifact", None)
     updates = artifact if isinstance(artifact, dict) else {}
     return message, updates
 
 
-def _tool_note(call: dict[str, Any], text: str, *, error: bool = False) -> ToolMessage:
-    return ToolMessage(content=text, tool_call_id=call["id"], name=call["name"],
-                       status="error" if error else "success")
+def _tool_note(call: dict[str, Any], text: str) -> ToolMessage:
+    return ToolMessage(content=text, tool_call_id=call["id"], name=call["name"], status="error")
 
 
 def _named(message: BaseMessage, name: str) -> AIMessage:

@@ -13,21 +13,19 @@ from collections.abc import Sequence
 
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import RetryPolicy
 
 from agents.models import make_chat_model, make_fallback_model
 from agents.spec import AgentSpec
 from graphs.agent_node import make_agent_node
 from graphs.gate import GATE, GatePolicy, make_gate
+from graphs.human import HUMAN, make_human_node, with_escalation
 from graphs.intake import INTAKE, make_intake
+from graphs.retry import MODEL_RETRY
 from state import CaseFile, HandoffState
 
 REPLY = "reply"
 UNLISTED = "unlisted target"
 RULE_HANDOFF = "rule fired"
-
-MODEL_RETRY = RetryPolicy(max_attempts=3, initial_interval=0.5, backoff_factor=2.0, jitter=True)
-"""Retries for agent nodes: model errors (HTTP 429/500, timeouts) are retried with backoff."""
 
 
 class GraphBuildError(ValueError):
@@ -40,7 +38,7 @@ def check_specs(agents: Sequence[AgentSpec], default_agent: str) -> dict[str, Ag
     for spec in agents:
         if spec.name in specs:
             raise GraphBuildError(f"two agents are named {spec.name!r}")
-        if spec.name in (INTAKE, GATE):
+        if spec.name in (INTAKE, GATE) or (spec.name == HUMAN and spec.tools):
             raise GraphBuildError(f"agent name {spec.name!r} is reserved")
         specs[spec.name] = spec
     for spec in agents:
@@ -68,6 +66,7 @@ def build_handoff_graph(
     model: BaseChatModel | None = None,
     fallback_model: BaseChatModel | None = None,
     policy: GatePolicy | None = None,
+    human_escalation: bool = False,
     name: str = "handoff",
 ) -> StateGraph:
     """The uncompiled graph; compile it with the checkpointer and store you choose.
@@ -79,8 +78,12 @@ def build_handoff_graph(
         model: The chat model for agents without their own; the environment's by default.
         fallback_model: Tried after the model's retries fail; the environment's by default.
         policy: Hop budget, ping-pong limit and fallback for the gate.
+        human_escalation: Add a ``human`` node (``interrupt()``) every agent may hand to, and
+            the escalation triggers (the user asks for a person, frustration).
         name: Graph name for traces and reports.
     """
+    if human_escalation:
+        agents = with_escalation(list(agents))
     specs = check_specs(agents, default_agent)
     policy = policy or GatePolicy()
     if policy.fallback is not None and policy.fallback not in specs:
@@ -95,9 +98,13 @@ def build_handoff_graph(
     graph.add_node(GATE, make_gate(specs, case_file_model=case_file_model, policy=policy,
                                    default_agent=default_agent))
     for spec in agents:
+        if spec.name == HUMAN:
+            graph.add_node(HUMAN, make_human_node(specs, case_file_model=case_file_model))
+            graph.add_edge(HUMAN, END)
+            continue
         node = make_agent_node(spec, specs=specs, model=model, fallback=fallback_model,
-                               case_file_model=case_file_model,
-                               max_hops_per_turn=policy.max_hops_per_turn)
+                               case_file_model=case_file_model, policy=policy,
+                               default_agent=default_agent)
         graph.add_node(spec.name, node, retry_policy=MODEL_RETRY)
         path_map = {REPLY: END, UNLISTED: GATE}
         path_map.update({f"to {t}": GATE for t in spec.handoffs})

@@ -35,6 +35,7 @@ def build_customer_service_graph(
         case_file_model=SupportCaseFile,
         model=model,
         policy=policy,
+        human_escalation=True,
         name=NAME,
     )
 

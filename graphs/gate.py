@@ -180,6 +180,8 @@ def make_gate(
             update["messages"] = [message]
             update["transcript_len"] = journal.append_messages(state.get("transcript_len", 0),
                                                                [message])
+        elif rejection is not None:
+            update["notice"] = f"Your handoff to {request.target} was refused: {rejection}."
         if outcome == "accepted":
             source_title = specs[request.source].title if request.source in specs else request.source
             update["case_file"] = updates

@@ -74,6 +74,8 @@ class HandoffState(TypedDict, total=False):
     """What the active agent was told when it received the conversation."""
     receiving: str | None
     """Id of the handoff whose receiver has not answered yet."""
+    notice: str | None
+    """A note for the active agent's next prompt, e.g. why its handoff was refused."""
     hops: int
     """Handoffs attempted during the current user turn (the hop budget)."""
     turn: int

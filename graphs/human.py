@@ -1,0 +1,136 @@
+"""Human escalation: a person as a real handoff target.
+
+The ``human`` node pauses the graph with ``interrupt()`` and shows the person
+the briefing; ``Command(resume=HumanAnswer(...).model_dump())`` continues it
+with the person's reply, optionally handing the conversation back to an agent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.runtime import Runtime
+from langgraph.types import interrupt
+from pydantic import BaseModel, ConfigDict, Field
+
+from agents.spec import AgentSpec
+from agents.triggers import KeywordTrigger
+from graphs.journal import Journal
+from state import (
+    CaseFile,
+    CaseFileError,
+    HandoffRecord,
+    HandoffRequest,
+    HandoffState,
+    checked_update,
+)
+
+HUMAN = "human"
+
+HUMAN_SPEC = AgentSpec(
+    name=HUMAN,
+    title="Human agent",
+    description="A person on the support team, for requests the agents cannot or should not settle.",
+    instructions="(a person answers here; no model runs)",
+)
+
+ASKS_FOR_A_PERSON = KeywordTrigger(
+    name="asks_for_a_person",
+    target=HUMAN,
+    reason="The user asked for a person.",
+    keywords=("human", "real person", "representative", "supervisor", "manager", "speak to someone"),
+)
+FRUSTRATION = KeywordTrigger(
+    name="frustration",
+    target=HUMAN,
+    reason="The user sounds frustrated.",
+    keywords=("ridiculous", "useless", "fed up", "furious", "unacceptable", "worst"),
+    patterns=(r"!!!",),
+)
+ESCALATION_TRIGGERS = (ASKS_FOR_A_PERSON, FRUSTRATION)
+
+
+class EscalationRequest(BaseModel):
+    """What the person sees when the graph pauses for them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    handoff_id: str
+    source: str
+    reason: str
+    briefing: str
+    question: str
+    case_file: dict[str, Any]
+
+
+class HumanAnswer(BaseModel):
+    """The person's answer: a reply for the user, and optionally whom to hand back to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reply: str = Field(min_length=1, description="What the user is told.")
+    hand_back_to: str | None = Field(default=None, description="Agent to take over again.")
+    case_file_updates: dict[str, Any] = Field(default_factory=dict)
+
+
+def with_escalation(agents: list[AgentSpec]) -> list[AgentSpec]:
+    """Every agent may hand to the human and gets the escalation triggers."""
+    out = []
+    for spec in agents:
+        handoffs = spec.handoffs if HUMAN in spec.handoffs else (*spec.handoffs, HUMAN)
+        triggers = (*ESCALATION_TRIGGERS, *spec.triggers)
+        out.append(spec.model_copy(update={"handoffs": handoffs, "triggers": triggers}))
+    hand_back = tuple(s.name for s in agents)
+    out.append(HUMAN_SPEC.model_copy(update={"handoffs": hand_back}))
+    return out
+
+
+def make_human_node(
+    specs: Mapping[str, AgentSpec], *, case_file_model: type[CaseFile]
+) -> Callable[[HandoffState, Runtime], dict[str, Any]]:
+    """The node where a person answers."""
+
+    def human(state: HandoffState, runtime: Runtime) -> dict[str, Any]:
+        last = (state.get("handoffs") or [None])[-1]
+        question = next((str(m.content) for m in reversed(state.get("messages") or [])
+                         if isinstance(m, HumanMessage)), "")
+        request = EscalationRequest(
+            handoff_id=last.request.id if last else "",
+            source=last.source if last else "",
+            reason=last.request.reason if last else "",
+            briefing=state.get("briefing") or "",
+            question=question,
+            case_file=state.get("case_file") or {},
+        )
+        raw = interrupt(request.model_dump(mode="json"))
+        answer = HumanAnswer.model_validate(raw if isinstance(raw, dict) else {"reply": str(raw)})
+
+        thread = (runtime.execution_info.thread_id if runtime.execution_info else None) or ""
+        journal = Journal(runtime.store, thread)
+        message = AIMessage(content=answer.reply, name=HUMAN)
+        update: dict[str, Any] = {
+            "messages": [message],
+            "transcript_len": journal.append_messages(state.get("transcript_len", 0), [message]),
+            "receiving": None,
+        }
+        try:
+            update["case_file"] = checked_update(
+                case_file_model, state.get("case_file") or {}, answer.case_file_updates)
+        except CaseFileError as exc:
+            message.content = f"{answer.reply}\n(case file not updated: {exc})"
+        target = answer.hand_back_to
+        if target and target in specs and target != HUMAN:
+            back = HandoffRequest(source=HUMAN, target=target, reason="A person handed the conversation back.",
+                                  summary=answer.reply, payload={}, trigger="human")
+            record = HandoffRecord(request=back, outcome="accepted", routed_to=target, latency_ms=0.0)
+            count = state.get("handoff_count", 0)
+            journal.append_record(count, record)
+            update.update({
+                "active_agent": target, "handoffs": [record], "handoff_count": count + 1,
+                "briefing": f"From a person ({HUMAN}): {answer.reply}",
+            })
+        return update
+
+    return human
