@@ -48,6 +48,7 @@ class BillingHandoff(HandoffPayload):
 
     account_id: str = Field(pattern=r"^ACC-\d+$", description="The customer's account id.")
     invoice_id: str | None = Field(default=None, pattern=r"^INV-\d+$")
+    wants_refund: bool = Field(default=False, description="The customer asks for money back.")
 
 
 def general_tools(office: BackOffice) -> tuple[BaseTool, ...]:
@@ -179,6 +180,12 @@ def _needs_account(case_file: dict[str, Any], payload: HandoffPayload) -> str | 
     return None if getattr(payload, "account_id", None) else "an account id is required"
 
 
+def _refund_needs_identity(case_file: dict[str, Any], payload: HandoffPayload) -> str | None:
+    if getattr(payload, "wants_refund", False) and not case_file.get("identity_verified"):
+        return "a refund needs a verified identity; verify the customer first"
+    return None
+
+
 def _billing_payload(ctx: TriggerContext) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     if ctx.case_file.get("account_id"):
@@ -238,7 +245,7 @@ def customer_service_agents(office: BackOffice | None = None) -> list[AgentSpec]
             handoffs=(GENERAL, TECHNICAL),
             payload_schema=BillingHandoff,
             on_enter=_billing_init(office),
-            preconditions=(_needs_account,),
+            preconditions=(_needs_account, _refund_needs_identity),
             context=ContextPolicy(mode="filtered"),
         ),
     ]

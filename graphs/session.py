@@ -63,6 +63,9 @@ class HandoffSession:
             {"messages": [HumanMessage(content=message.text)]},
             self.config,
             stream_mode=["custom", "updates"],
+            # Each step's checkpoint is written before the next step starts, so a process
+            # killed mid-handoff resumes from the gate's checkpoint, not before it.
+            durability="sync",
         ):
             if mode == "custom" and isinstance(chunk, dict) and chunk.get("type") == "handoff":
                 event = HandoffEvent.model_validate(chunk)
