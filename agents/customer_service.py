@@ -149,13 +149,14 @@ def billing_tools(office: BackOffice) -> tuple[BaseTool, ...]:
 
 def _technical_init(office: BackOffice):
     def check_region_status(ctx: InitContext) -> InitResult:
-        account = office.account(str(ctx.payload.model_dump()["account_id"]))
+        payload = ctx.payload_as(TechnicalHandoff)
+        account = office.account(payload.account_id)
         status = office.service_status(account.region)
         return InitResult(
             action="check_region_status",
             summary=f"service in region {account.region}: {status}",
             case_file_updates={"region": account.region, "service_status": status,
-                               "problem_summary": ctx.payload.model_dump()["symptoms"][:200]},
+                               "problem_summary": payload.symptoms[:200]},
         )
 
     return check_region_status
@@ -163,7 +164,7 @@ def _technical_init(office: BackOffice):
 
 def _billing_init(office: BackOffice):
     def load_invoices(ctx: InitContext) -> InitResult:
-        account_id = str(ctx.payload.model_dump()["account_id"])
+        account_id = ctx.payload_as(BillingHandoff).account_id
         invoices = office.invoices(account_id)
         dupes = [i.invoice_id for i in invoices if i.duplicate_of]
         return InitResult(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
@@ -45,6 +45,9 @@ class ContextPolicy(BaseModel):
     token_budget: int = Field(default=3000, ge=200)
 
 
+P = TypeVar("P", bound=HandoffPayload)
+
+
 class InitContext(BaseModel):
     """What a receiver's initialisation action gets."""
 
@@ -53,6 +56,13 @@ class InitContext(BaseModel):
     request: HandoffRequest
     payload: HandoffPayload
     case_file: dict[str, Any]
+
+
+    def payload_as(self, model: type[P]) -> P:
+        """The payload as the receiver's own schema, typed for the caller."""
+        if isinstance(self.payload, model):
+            return self.payload
+        return model.model_validate(self.payload.model_dump())
 
 
 InitAction = Callable[[InitContext], InitResult]
