@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test serve bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,service,studio]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -17,8 +17,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	bash scripts/ensure-services.sh
+	bash scripts/install-browser.sh
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+serve: $(STAMP)
+	$(BIN)/python -m service
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'

@@ -1,0 +1,178 @@
+"""Request and response bodies of the handoff service (and of its embedding API)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from graphs.session import MAX_MESSAGE_CHARS
+from state import HandoffEvent, HandoffRecord
+
+DEFAULT_GRAPH = "customer-service"
+
+
+def _not_blank(value: str, what: str) -> str:
+    if not value.strip():
+        raise ValueError(f"{what} is empty")
+    return value.strip()
+
+
+class Request(BaseModel):
+    """Base of every request body: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class StartThread(Request):
+    """Start a conversation with one of the graphs."""
+
+    graph: str = Field(default=DEFAULT_GRAPH, description="Graph name; see GET /graphs.")
+
+
+class SendMessage(Request):
+    """The user's next message."""
+
+    text: str = Field(max_length=MAX_MESSAGE_CHARS, description="What the user says (not blank).")
+    stream: bool = Field(default=True, description="Answer as server-sent events; JSON when false.")
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        return _not_blank(value, "message")
+
+
+class AnswerEscalation(Request):
+    """A person's answer to the escalation a thread is waiting on (graphs/human.py's HumanAnswer)."""
+
+    reply: str = Field(max_length=MAX_MESSAGE_CHARS, description="What the user is told (not blank).")
+    hand_back_to: str | None = Field(default=None, description="Agent to take the conversation again.")
+    case_file_updates: dict[str, Any] = Field(default_factory=dict)
+    escalation_id: str | None = Field(
+        default=None, description="The pending escalation's id; refused if it is not the pending one."
+    )
+    stream: bool = Field(default=True, description="Answer as server-sent events; JSON when false.")
+
+    @field_validator("reply")
+    @classmethod
+    def _reply(cls, value: str) -> str:
+        return _not_blank(value, "reply")
+
+
+class GraphInfo(BaseModel):
+    """One graph the service can run."""
+
+    name: str
+    title: str
+    flow: str
+    agents: list[str] = Field(description="Node names of its agents, the human included.")
+
+
+class ThreadInfo(BaseModel):
+    """A conversation and the graph it runs on."""
+
+    thread_id: str
+    graph: str
+    created_at: datetime
+
+
+class ChatMessage(BaseModel):
+    """One message of the transcript as the user (or a person helping) sees it."""
+
+    role: Literal["user", "agent", "tool"]
+    agent: str | None = Field(default=None, description="Who spoke (agent node name) or which tool ran.")
+    text: str
+
+
+class Escalation(BaseModel):
+    """A pending human escalation: LangGraph's interrupt, with what the person needs."""
+
+    id: str = Field(description="The interrupt id; answer with it to be sure you answer this one.")
+    node: str = Field(description="The node that paused the graph (``human``).")
+    source: str = Field(default="", description="Agent that escalated.")
+    reason: str = Field(default="", description="Why it was escalated.")
+    briefing: str = Field(default="", description="What the person is told about the case.")
+    question: str = Field(default="", description="The user's last message.")
+    value: Any = Field(default=None, description="The interrupt's value, as the graph gave it.")
+
+
+class ThreadState(BaseModel):
+    """Everything a client needs to show a conversation."""
+
+    thread_id: str
+    graph: str
+    created_at: datetime
+    active_agent: str | None = Field(description="Who answers the next message (None before the first).")
+    turn: int
+    case_file: dict[str, Any]
+    messages: list[ChatMessage] = Field(description="The transcript, oldest first (at most `limit`).")
+    handoffs: list[HandoffRecord]
+    escalation: Escalation | None = Field(description="The pending human escalation, if any.")
+
+
+class TurnResponse(BaseModel):
+    """What one turn (a message, or a person's answer) produced."""
+
+    thread_id: str
+    reply: str = Field(description="The last thing said to the user this turn; '' when none.")
+    active_agent: str | None
+    messages: list[ChatMessage] = Field(description="What was said this turn.")
+    events: list[HandoffEvent] = Field(description="This turn's handoff events, in order.")
+    handoffs: list[HandoffRecord] = Field(description="All the thread's handoff records.")
+    case_file: dict[str, Any]
+    escalation: Escalation | None
+
+
+class StepEvent(BaseModel):
+    """A node of the graph finished a step."""
+
+    type: Literal["step"] = "step"
+    node: str
+
+
+class MessageEvent(BaseModel):
+    """An agent (or a person) said something to the user."""
+
+    type: Literal["message"] = "message"
+    message: ChatMessage
+
+
+class EscalationEvent(BaseModel):
+    """The graph paused for a person."""
+
+    type: Literal["escalation"] = "escalation"
+    escalation: Escalation
+
+
+class DoneEvent(BaseModel):
+    """The turn ended; the result is complete."""
+
+    type: Literal["done"] = "done"
+    result: TurnResponse
+
+
+class ErrorEvent(BaseModel):
+    """The turn failed after the stream began."""
+
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+
+
+TurnEvent = HandoffEvent | StepEvent | MessageEvent | EscalationEvent | DoneEvent | ErrorEvent
+"""What a turn streams; every variant has a ``type`` (the SSE event name)."""
+
+
+class ErrorDetail(BaseModel):
+    """A readable error: a code to branch on and a message for people."""
+
+    code: str
+    message: str
+    fields: list[dict[str, Any]] | None = Field(default=None, description="Per-field problems (422).")
+
+
+class ErrorBody(BaseModel):
+    """Every error response has this shape."""
+
+    error: ErrorDetail
