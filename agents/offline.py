@@ -130,7 +130,9 @@ def _answer(
     parts = [f"{OFFLINE_LABEL} {title} here (deterministic offline model, no LLM was called)."]
     briefing = _line_after(system, BRIEFING_MARKER)
     if briefing and handed_over:
-        parts.append(f"I have taken over. {briefing}.")
+        pieces = briefing.split(" | ")
+        kept = [pieces[0], *(p for p in pieces[1:] if p.startswith("On arrival"))]
+        parts.append(f"I have taken over. {' '.join(p.rstrip('.') + '.' for p in kept)}")
     for call in my_calls:
         result = results.get(call["id"])
         if result is None:
