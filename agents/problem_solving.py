@@ -1,0 +1,261 @@
+"""Problem solving: Analyst -> Solution Designer -> Implementer, and Implementer -> Designer.
+
+The implementer checks a plan against what production allows on arrival.
+When it cannot be built, the implementer hands it back to the designer with
+``infeasible_plan_id`` and ``infeasible_reason`` (typed payload fields); the
+constraint it learned stays in the case file, so the next plan avoids it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from langchain_core.tools import BaseTool, InjectedToolArg, tool
+from pydantic import Field, model_validator
+
+from agents.problem_solving_data import (
+    CAUSES,
+    ENVIRONMENT,
+    METRICS,
+    PLANS,
+    blockers,
+    candidate_plans,
+    service_in,
+)
+from agents.spec import AgentSpec, HandoffPayload, InitContext
+from agents.tooling import ToolContext
+from agents.triggers import KeywordTrigger, TriggerContext
+from state import CaseFile, InitResult
+
+ANALYST = "analyst"
+DESIGNER = "solution_designer"
+IMPLEMENTER = "implementer"
+PLAN_ID = r"^PLAN-\d+$"
+
+
+class ProblemCaseFile(CaseFile):
+    """What the team knows about the problem, the plans tried and the constraints found."""
+
+    service: str | None = None
+    metrics: str | None = None
+    root_cause: str | None = None
+    root_cause_code: str | None = None
+    plan_id: str | None = Field(default=None, pattern=PLAN_ID)
+    plan_title: str | None = None
+    rejected_plan_ids: list[Annotated[str, Field(pattern=PLAN_ID)]] = Field(default_factory=list)
+    constraints: list[str] = Field(default_factory=list)
+    feasibility: Literal["feasible", "infeasible"] | None = None
+    infeasible_plan_id: str | None = Field(default=None, pattern=PLAN_ID)
+    infeasible_reason: str | None = None
+    change_id: str | None = Field(default=None, pattern=r"^CHG-\d+$")
+
+
+class DesignHandoff(HandoffPayload):
+    """The designer needs the root cause; a hand-back names the infeasible plan and why."""
+
+    root_cause: str = Field(min_length=3, description="What the analysis found.")
+    infeasible_plan_id: str | None = Field(
+        default=None, pattern=PLAN_ID, description="On a hand-back: the plan that cannot be built."
+    )
+    infeasible_reason: str | None = Field(
+        default=None, min_length=5, description="On a hand-back: why that plan cannot be built."
+    )
+
+    @model_validator(mode="after")
+    def _plan_and_reason_together(self) -> DesignHandoff:
+        if bool(self.infeasible_plan_id) != bool(self.infeasible_reason):
+            raise ValueError("a hand-back names both infeasible_plan_id and infeasible_reason")
+        return self
+
+
+class ImplementationHandoff(HandoffPayload):
+    """The implementer needs the plan to carry out."""
+
+    plan_id: str = Field(pattern=PLAN_ID, description="The plan to implement.")
+
+
+def analyst_tools() -> tuple[BaseTool, ...]:
+    @tool(response_format="content_and_artifact")
+    def query_metrics(service: str) -> tuple[str, dict[str, Any]]:
+        """Read a service's latency, errors and database load. Use when: slow, latency, errors, timeouts, metrics"""
+        name = service_in(service)
+        if name is None:
+            return f"no such service; known: {', '.join(METRICS)}", {}
+        m = METRICS[name]
+        text = (f"{name}: p95 {m.p95_ms} ms (SLO {m.slo_ms} ms), errors {m.error_rate_pct}%, "
+                f"database CPU {m.db_cpu_pct}%; recent change: {m.recent_change}")
+        return text, {"service": name, "metrics": text}
+
+    @tool(response_format="content_and_artifact")
+    def find_root_cause(service: str, ctx: Annotated[ToolContext, InjectedToolArg]) -> tuple[str, dict[str, Any]]:
+        """Correlate logs and recent changes to find the root cause. Use when: analyse, analyze, cause, why, investigate"""
+        name = service_in(service) or ctx.case_file.get("service")
+        cause = CAUSES.get(str(name))
+        if cause is None:
+            return f"no root cause found for {name or 'an unnamed service'}", {}
+        return (f"root cause ({cause.code}): {cause.summary}. Evidence: {cause.evidence}",
+                {"service": name, "root_cause": cause.summary, "root_cause_code": cause.code})
+
+    return (query_metrics, find_root_cause)
+
+
+def designer_tools() -> tuple[BaseTool, ...]:
+    @tool(response_format="content_and_artifact")
+    def propose_plan(root_cause_code: str, ctx: Annotated[ToolContext, InjectedToolArg]) -> tuple[str, dict[str, Any]]:
+        """Choose the best plan for the root cause that avoids known constraints. Use when: design, plan, fix, solution"""
+        case = ctx.case_file
+        options = candidate_plans(str(case.get("root_cause_code") or root_cause_code),
+                                  rejected=list(case.get("rejected_plan_ids") or []),
+                                  known_blocked=list(case.get("constraints") or []))
+        if not options:
+            return "no plan left that avoids the known constraints; the problem needs a decision by a person", {}
+        plan = options[0]
+        return (f"{plan.plan_id}: {plan.title}. Steps: {'; '.join(plan.steps)}. Needs: {', '.join(plan.needs)}",
+                {"plan_id": plan.plan_id, "plan_title": plan.title})
+
+    @tool
+    def list_options(root_cause_code: str, ctx: Annotated[ToolContext, InjectedToolArg]) -> str:
+        """List every plan template for the root cause with what it needs. Use when: options, compare"""
+        code = str(ctx.case_file.get("root_cause_code") or root_cause_code)
+        rejected = set(ctx.case_file.get("rejected_plan_ids") or [])
+        lines = [f"{p.plan_id} {p.title} (needs {', '.join(p.needs)})" + (" [rejected]" if p.plan_id in rejected else "")
+                 for p in PLANS.values() if p.root_cause == code]
+        return "; ".join(lines) or f"no plan templates for {code!r}"
+
+    return (propose_plan, list_options)
+
+
+def implementer_tools() -> tuple[BaseTool, ...]:
+    @tool(response_format="content_and_artifact")
+    def apply_change(plan_id: Annotated[str, Field(pattern=PLAN_ID)]) -> tuple[str, dict[str, Any]]:
+        """Carry out a plan in production if nothing blocks it. Use when: implement, deploy, apply, go ahead"""
+        plan = PLANS.get(plan_id)
+        if plan is None:
+            return f"error: no plan {plan_id!r}", {}
+        blocked = blockers(plan)
+        if blocked:
+            return f"cannot apply {plan_id}: {'; '.join(blocked)}", {"feasibility": "infeasible"}
+        change = f"CHG-5{plan_id[-2:]}"  # one change per plan: a retried step applies nothing twice
+        return (f"{change} applied: {plan.title} ({'; '.join(plan.steps)})",
+                {"change_id": change, "feasibility": "feasible"})
+
+    @tool
+    def check_constraints() -> str:
+        """List what production allows today. Use when: constraint, constraints, freeze, blocked"""
+        return "; ".join(f"{need}: {why or 'available'}" for need, why in ENVIRONMENT.items())
+
+    return (apply_change, check_constraints)
+
+
+def _open_design(ctx: InitContext) -> InitResult:
+    """Designer's initialisation: the root cause, or the plan that came back and why."""
+    payload = ctx.payload_as(DesignHandoff)
+    rejected = payload.infeasible_plan_id
+    if rejected:
+        return InitResult(
+            action="reopen_design",
+            summary=f"{rejected} came back as infeasible: {payload.infeasible_reason}",
+            case_file_updates={"rejected_plan_ids": [rejected]},
+        )
+    options = candidate_plans(str(ctx.case_file.get("root_cause_code")), rejected=[], known_blocked=[])
+    return InitResult(action="open_design",
+                      summary=f"root cause: {payload.root_cause}; {len(options)} plan templates fit it")
+
+
+def _check_feasibility(ctx: InitContext) -> InitResult:
+    """Implementer's initialisation: check the plan against what production allows today."""
+    plan_id = ctx.payload_as(ImplementationHandoff).plan_id
+    plan = PLANS.get(plan_id)
+    blocked = blockers(plan) if plan else [f"{plan_id} is not in the catalogue"]
+    if not blocked:
+        return InitResult(action="check_feasibility", summary=f"{plan_id} is feasible today",
+                          case_file_updates={"feasibility": "feasible"})
+    reason = "; ".join(blocked)
+    return InitResult(
+        action="check_feasibility",
+        summary=f"{plan_id} is infeasible: {reason}",
+        case_file_updates={"feasibility": "infeasible", "infeasible_plan_id": plan_id,
+                           "infeasible_reason": reason, "constraints": blocked},
+    )
+
+
+def needs_root_cause(case_file: dict[str, Any], payload: HandoffPayload) -> str | None:
+    """Design starts from an analysed root cause.
+
+    Args:
+        case_file: The conversation's case file.
+        payload: The validated handoff payload (unused).
+    """
+    return None if case_file.get("root_cause_code") else "the analysis has not found a root cause yet"
+
+
+def plan_not_rejected(case_file: dict[str, Any], payload: HandoffPayload) -> str | None:
+    """A plan that came back as infeasible is not implemented again.
+
+    Args:
+        case_file: The conversation's case file.
+        payload: The validated ImplementationHandoff.
+    """
+    plan_id = getattr(payload, "plan_id", None)
+    if plan_id in (case_file.get("rejected_plan_ids") or []):
+        return f"{plan_id} was already found infeasible; design another plan"
+    return None
+
+
+def _design_payload(ctx: TriggerContext) -> dict[str, Any]:
+    cause = ctx.case_file.get("root_cause")
+    return {"root_cause": cause, "summary": f"Root cause: {cause}"} if cause else {}
+
+
+def problem_solving_agents() -> list[AgentSpec]:
+    """The analyst, the solution designer and the implementer."""
+    design_words = ("design", "solution", "fix", "plan", "alternative", "options")
+    return [
+        AgentSpec(
+            name=ANALYST,
+            title="Problem Analyst",
+            description="Reads metrics and logs to find a problem's root cause.",
+            instructions=(
+                "You analyse production problems: read the metrics, find the root cause with "
+                "evidence, and hand to the solution designer once the cause is known."
+            ),
+            topics=("slow", "latency", "errors", "analyse", "analyze", "cause", "why", "investigate"),
+            tools=analyst_tools(),
+            handoffs=(DESIGNER,),
+            triggers=(
+                KeywordTrigger(name="ready_for_design", target=DESIGNER,
+                               reason="The user asked for a solution to the analysed problem.",
+                               keywords=design_words, payload=_design_payload),
+            ),
+        ),
+        AgentSpec(
+            name=DESIGNER,
+            title="Solution Designer",
+            description="Designs a plan that fixes the root cause within known constraints.",
+            instructions=(
+                "You design fixes. Choose the plan that removes the root cause and avoids every "
+                "constraint in the case file; hand it to the implementer when the user agrees."
+            ),
+            topics=design_words,
+            tools=designer_tools(),
+            handoffs=(IMPLEMENTER, ANALYST),
+            payload_schema=DesignHandoff,
+            on_enter=_open_design,
+            preconditions=(needs_root_cause,),
+        ),
+        AgentSpec(
+            name=IMPLEMENTER,
+            title="Implementer",
+            description="Checks a plan against production constraints and carries it out.",
+            instructions=(
+                "You implement plans. If a plan cannot be built, hand it back to the solution "
+                "designer with infeasible_plan_id and infeasible_reason; never improvise a new plan."
+            ),
+            topics=("implement", "deploy", "apply", "rollout", "go ahead"),
+            tools=implementer_tools(),
+            handoffs=(DESIGNER,),
+            payload_schema=ImplementationHandoff,
+            on_enter=_check_feasibility,
+            preconditions=(plan_not_rejected,),
+        ),
+    ]
