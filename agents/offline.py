@@ -138,7 +138,7 @@ def _answer(
         if result is None:
             continue
         if call["name"].startswith(TRANSFER_PREFIX):
-            parts.append(f"I could not hand you over: {result.content}")
+            parts.append(f"The handoff was refused: {result.content}")
         else:
             parts.append(f"{call['name']} says: {result.content}")
     if not my_calls:
@@ -159,8 +159,9 @@ def _call(
     """A tool call with every required argument filled, or None if one cannot be."""
     params = tool.get("parameters", {})
     args: dict[str, Any] = {}
+    required = set(params.get("required", []))
     for name, schema in params.get("properties", {}).items():
-        value = _fill(name, schema, case, user, history, reason)
+        value = _fill(name, schema, case, user, history, reason, free_text=name in required)
         if value is not None:
             args[name] = value
     if any(r not in args for r in params.get("required", [])):
@@ -177,7 +178,11 @@ def _fill(
     user: str,
     history: str,
     reason: str | None,
+    *,
+    free_text: bool,
 ) -> Any:
+    """A value for one argument. Free text (the user's words) fills only required
+    fields; optional ones come from the case file, a pattern or an id token."""
     kind = schema.get("type") or next(
         (s.get("type") for s in schema.get("anyOf", []) if s.get("type") != "null"), "string"
     )
@@ -187,8 +192,11 @@ def _fill(
         return f"User said: {user[:300]}"
     if case.get(name) not in (None, "", []):
         return case[name]
-    if "pattern" in schema:
-        pattern = schema["pattern"].lstrip("^").rstrip("$")
+    pattern = schema.get("pattern") or next(
+        (s["pattern"] for s in schema.get("anyOf", []) if s.get("pattern")), None
+    )
+    if pattern:
+        pattern = pattern.lstrip("^").rstrip("$")
         found = re.search(rf"\b{pattern}\b", user) or re.search(rf"\b{pattern}\b", history)
         return found.group(0) if found else None
     if name.endswith("_id"):
@@ -197,6 +205,8 @@ def _fill(
             for token_prefix, digits in ID_TOKEN.findall(text):
                 if token_prefix.startswith(prefix):
                     return f"{token_prefix}-{digits}"
+        return None
+    if not free_text:
         return None
     if kind in ("number", "integer"):
         found = NUMBER.search(user)

@@ -87,9 +87,11 @@ def make_agent_node(
             log.exception("%s failed on attempt %s", spec.name, attempt)
             update = _recover(state, journal, exc)
         if update.pop("_completed", False):
-            last = (state.get("handoffs") or [None])[-1]
-            if last is not None:
-                runtime.stream_writer(HandoffEvent.of("completed", last.request).model_dump(mode="json"))
+            received = _received(state, spec.name)
+            if received is not None:
+                runtime.stream_writer(HandoffEvent.of("completed", received.request).model_dump(mode="json"))
+        for record in update.get("handoffs") or []:
+            runtime.stream_writer(HandoffEvent.from_record(record).model_dump(mode="json"))
         return update
 
     def _turn(state: HandoffState, thread: str, journal: Journal) -> dict[str, Any]:
@@ -117,6 +119,8 @@ def make_agent_node(
             if not ai.tool_calls:
                 if may_hand_off:
                     pending = announced_transfer(spec, targets, ai, {**case_file, **case_updates})
+                    if _repeats_a_refusal(state, spec.name, pending):
+                        pending = None  # the text reports that very refusal; do not ask again
                 break
             transfers = [c for c in ai.tool_calls if c["name"].startswith(TRANSFER_PREFIX)]
             for call in ai.tool_calls:
@@ -178,9 +182,8 @@ def make_agent_node(
         start = state.get("transcript_len", 0)
         detail = f"{type(exc).__name__}: {str(exc)[:200]}"
         update: dict[str, Any] = {"pending_handoff": None, "usage": {spec.name: {"failures": 1}}}
-        last = (state.get("handoffs") or [None])[-1]
-        receiving = state.get("receiving")
-        if receiving and last is not None and last.request.id == receiving:
+        last = _received(state, spec.name)
+        if last is not None:
             back = last.source if last.source in specs else default_agent
             record = HandoffRecord(
                 request=last.request, outcome="failed", routed_to=back, latency_ms=0.0,
@@ -204,6 +207,20 @@ def make_agent_node(
 
     agent.__name__ = spec.name
     return agent
+
+
+def _received(state: HandoffState, agent: str) -> HandoffRecord | None:
+    """The accepted handoff to ``agent`` that it has not answered yet (``receiving``), if any."""
+    receiving = state.get("receiving")
+    return next((r for r in reversed(state.get("handoffs") or [])
+                 if receiving and r.request.id == receiving and r.outcome == "accepted"
+                 and r.routed_to == agent), None)
+
+
+def _repeats_a_refusal(state: HandoffState, agent: str, pending: HandoffRequest | None) -> bool:
+    last = (state.get("handoffs") or [None])[-1]
+    return (pending is not None and state.get("hops", 0) > 0 and last is not None
+            and last.outcome != "accepted" and last.source == agent and last.target == pending.target)
 
 
 def announced_transfer(

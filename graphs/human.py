@@ -21,6 +21,7 @@ from graphs.journal import Journal
 from state import (
     CaseFile,
     CaseFileError,
+    HandoffEvent,
     HandoffRecord,
     HandoffRequest,
     HandoffState,
@@ -106,6 +107,9 @@ def make_human_node(
         )
         raw = interrupt(request.model_dump(mode="json"))
         answer = HumanAnswer.model_validate(raw if isinstance(raw, dict) else {"reply": str(raw)})
+        emit = runtime.stream_writer
+        if last is not None and last.request.id == state.get("receiving") and last.routed_to == HUMAN:
+            emit(HandoffEvent.of("completed", last.request).model_dump(mode="json"))
 
         thread = (runtime.execution_info.thread_id if runtime.execution_info else None) or ""
         journal = Journal(runtime.store, thread)
@@ -125,6 +129,8 @@ def make_human_node(
             back = HandoffRequest(source=HUMAN, target=target, reason="A person handed the conversation back.",
                                   summary=answer.reply, payload={}, trigger="human")
             record = HandoffRecord(request=back, outcome="accepted", routed_to=target, latency_ms=0.0)
+            emit(HandoffEvent.of("requested", back).model_dump(mode="json"))
+            emit(HandoffEvent.from_record(record).model_dump(mode="json"))
             count = state.get("handoff_count", 0)
             journal.append_record(count, record)
             update.update({

@@ -11,6 +11,7 @@ from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from graphs.journal import Journal
+from graphs.telemetry import TraceOptions, tracing_config
 from state import HandoffEvent, HandoffRecord
 
 MAX_MESSAGE_CHARS = 20_000
@@ -44,23 +45,60 @@ class TurnResult(BaseModel):
 
 
 class HandoffSession:
-    """One thread of one compiled graph."""
+    """One thread of one compiled graph.
 
-    def __init__(self, graph: CompiledStateGraph, thread_id: str | None = None) -> None:
+    Every run it starts carries the graph name and thread id as LangSmith
+    metadata and tags (and, when tracing is on, a tracer that adds the active
+    agent and handoff id per node and masks sensitive text for the graphs in
+    ``MASKED_BY_DEFAULT``); see graphs/telemetry.py.
+    """
+
+    def __init__(
+        self,
+        graph: CompiledStateGraph,
+        thread_id: str | None = None,
+        *,
+        graph_name: str | None = None,
+        trace: TraceOptions | None = None,
+    ) -> None:
+        """Args:
+        graph: A compiled handoff graph with a checkpointer.
+        thread_id: The conversation to continue; a new one otherwise.
+        graph_name: Name for traces and checkpoint metadata; the builder's ``name`` otherwise.
+        trace: LangSmith options; ``TraceOptions.from_env()`` otherwise.
+        """
         self.graph = graph
         self.thread_id = thread_id or uuid.uuid4().hex
+        self.graph_name = graph_name or graph_name_of(graph)
+        self.trace = trace or TraceOptions.from_env()
 
     @property
     def config(self) -> dict[str, Any]:
+        """The run config: thread id, plus LangSmith metadata, tags, run name and tracer."""
+        return {
+            "configurable": {"thread_id": self.thread_id},
+            **tracing_config(graph_name=self.graph_name, thread_id=self.thread_id, options=self.trace),
+        }
+
+    @property
+    def state_config(self) -> dict[str, Any]:
+        """Just the thread id: for reading state, where no run is traced."""
         return {"configurable": {"thread_id": self.thread_id}}
 
     def send(self, text: str, on_event: Callable[[HandoffEvent], None] | None = None) -> TurnResult:
         """Run one user turn; ``on_event`` sees each handoff event as it happens."""
         message = UserMessage(text=text)
+        return self._run({"messages": [HumanMessage(content=message.text)]}, on_event)
+
+    def resume(self, on_event: Callable[[HandoffEvent], None] | None = None) -> TurnResult:
+        """Run what the thread's current checkpoint still has to do (e.g. after a fork)."""
+        return self._run(None, on_event)
+
+    def _run(self, graph_input: Any, on_event: Callable[[HandoffEvent], None] | None) -> TurnResult:
         events: list[HandoffEvent] = []
         path: list[str] = []
         for mode, chunk in self.graph.stream(
-            {"messages": [HumanMessage(content=message.text)]},
+            graph_input,
             self.config,
             stream_mode=["custom", "updates"],
             # Each step's checkpoint is written before the next step starts, so a process
@@ -77,7 +115,7 @@ class HandoffSession:
         return self.result(events=events, path=path)
 
     def result(self, events: list[HandoffEvent] | None = None, path: list[str] | None = None) -> TurnResult:
-        values = self.graph.get_state(self.config).values
+        values = self.graph.get_state(self.state_config).values
         reply = next(
             (str(m.content) for m in reversed(values.get("messages") or [])
              if isinstance(m, AIMessage) and m.content and not m.tool_calls),
@@ -95,9 +133,15 @@ class HandoffSession:
 
     def records(self) -> list[HandoffRecord]:
         """Every handoff record of this thread, oldest first."""
-        values = self.graph.get_state(self.config).values
+        values = self.graph.get_state(self.state_config).values
         count = values.get("handoff_count", 0)
         journal = Journal(self.graph.store, self.thread_id)
         if journal.store is None:
             return list(values.get("handoffs") or [])
         return journal.records(count)
+
+
+def graph_name_of(graph: CompiledStateGraph) -> str:
+    """The name the graph's builder was given (``build_handoff_graph(name=...)``)."""
+    builder = getattr(graph, "builder", None)
+    return str(getattr(builder, "name", None) or graph.name)
