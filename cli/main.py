@@ -1,6 +1,6 @@
 """`handoff`: run, chat with and inspect the handoff graphs."""
 
-from cli import conversation, evaluate, threads  # noqa: F401  (each module registers its commands)
+from cli import conversation, draw, evaluate, inspect, threads  # noqa: F401  (each module registers its commands)
 from cli.app import app
 
 __all__ = ["app"]

@@ -2,7 +2,15 @@
 
 The case file and the handoff briefing are always in the system prompt and
 are never trimmed; only transcript messages are cut to fit the agent's token
-budget, and they are cut so that every tool call keeps its result.
+budget. They are cut a whole user turn at a time (a tool call and its result
+always sit in one turn), oldest first, so every tool call keeps its result;
+what is cut is summarised in one line, without a model call. The current turn
+is always shown; if it alone is too long, its longest texts are shortened.
+
+The budget covers everything sent to the model: system prompt, history, the
+messages this agent produced earlier in the same turn (``current``), and a
+reserve for tool results when the agent has tools. It can only be exceeded
+when the system prompt itself (instructions, case file, briefing) is larger.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
-from langchain_core.messages.utils import count_tokens_approximately, trim_messages
+from langchain_core.messages.utils import count_tokens_approximately
 
 from agents.prompt_markers import (
     AGENT_MARKER,
@@ -32,7 +40,20 @@ from agents.spec import AgentSpec, HandoffPayload
 from state import HandoffRequest, InitResult
 
 EARLIER_MESSAGES = 16
+"""How many messages before the state's window the agent node reads from the journal."""
 EARLIER_CHARS = 700
+"""Longest summary of the messages the agent does not see in full."""
+TOOL_RESERVE = 0.2
+"""Share of the budget kept free for this turn's tool calls and results (agents with tools).
+Results beyond it push older turns out, up to half the budget; past that they are shortened."""
+MIN_CLIP_CHARS = 200
+"""A shortened message keeps at least this many characters."""
+CLIPPED = " [...]"
+
+
+def prompt_tokens(messages: Sequence[BaseMessage]) -> int:
+    """The token estimate every budget in this project is checked with."""
+    return count_tokens_approximately(messages)
 
 
 def system_prompt(
@@ -42,9 +63,18 @@ def system_prompt(
     case_file: dict[str, Any],
     briefing: str | None,
     just_received: bool = False,
-    earlier: Sequence[BaseMessage] = (),
+    earlier: Sequence[BaseMessage] | str = (),
 ) -> str:
-    """The agent's instructions plus everything it must know, never trimmed."""
+    """The agent's instructions plus everything it must know, never trimmed.
+
+    Args:
+        spec: The agent.
+        targets: The agents it may hand to.
+        case_file: Every known fact; all of them are rendered.
+        briefing: What the agent was told when it received the conversation.
+        just_received: Whether this is the receiver's first answer after the handoff.
+        earlier: Messages to summarise, or a ready summary.
+    """
     lines = [spec.instructions, "", f"{AGENT_MARKER} {spec.name}", f"You are {spec.title}."]
     if spec.topics:
         lines.append(f"{TOPICS_MARKER} {', '.join(spec.topics)}")
@@ -59,8 +89,9 @@ def system_prompt(
         lines.append(f"{BRIEFING_MARKER} {briefing}")
         if just_received:
             lines.append(JUST_RECEIVED)
-    if earlier:
-        lines.append(f"{EARLIER_MARKER} {summarise(earlier)}")
+    summary = earlier if isinstance(earlier, str) else summarise(earlier)
+    if summary:
+        lines.append(f"{EARLIER_MARKER} {summary}")
     return "\n".join(lines)
 
 
@@ -81,38 +112,20 @@ def briefing_text(
 
 
 def summarise(messages: Sequence[BaseMessage]) -> str:
-    """A short extractive summary of earlier turns; no model call."""
+    """A short extractive summary of earlier turns, newest kept first; no model call."""
     bits: list[str] = []
-    for m in messages:
+    size = 0
+    for m in reversed(messages):
         text = str(m.content).strip().replace("\n", " ")
-        if not text or isinstance(m, ToolMessage):
+        if not text or isinstance(m, ToolMessage | SystemMessage):
             continue
         who = "user" if isinstance(m, HumanMessage) else (m.name or "agent")
-        bits.append(f"{who}: {text[:120]}")
-    summary = " / ".join(bits)
-    return summary[-EARLIER_CHARS:]
-
-
-def visible_history(spec: AgentSpec, messages: Sequence[BaseMessage], budget: int) -> list[BaseMessage]:
-    """The transcript window this agent sees under its context policy and budget."""
-    history = list(messages)
-    if spec.context.mode != "full":
-        history = history[-spec.context.last_messages :]
-    if spec.context.mode == "filtered":
-        history = _without_foreign_tool_chatter(spec.name, history)
-    history = ensure_paired(history)
-    trimmed = trim_messages(
-        history,
-        max_tokens=max(budget, 1),
-        token_counter=count_tokens_approximately,
-        strategy="last",
-        start_on="human",
-        allow_partial=False,
-    )
-    if not trimmed:
-        last_human = next((m for m in reversed(history) if isinstance(m, HumanMessage)), None)
-        trimmed = [_clip(last_human, budget)] if last_human else []
-    return ensure_paired(trimmed)
+        bit = f"{who}: {text[:120]}"
+        if size + len(bit) + 3 > EARLIER_CHARS:
+            break
+        bits.append(bit)
+        size += len(bit) + 3
+    return " / ".join(reversed(bits))
 
 
 def build_prompt(
@@ -121,15 +134,98 @@ def build_prompt(
     targets: dict[str, AgentSpec],
     state: dict[str, Any],
     earlier: Sequence[BaseMessage] = (),
+    current: Sequence[BaseMessage] = (),
 ) -> list[BaseMessage]:
-    """System prompt plus the visible history, within the agent's token budget."""
-    system = SystemMessage(system_prompt(
-        spec, targets=targets, case_file=state.get("case_file") or {},
-        briefing=state.get("briefing"), just_received=bool(state.get("receiving")),
-        earlier=earlier,
-    ))
-    left = spec.context.token_budget - count_tokens_approximately([system])
-    return [system, *visible_history(spec, state.get("messages") or [], left)]
+    """System prompt plus the visible history, within the agent's token budget.
+
+    Args:
+        spec: The agent about to be called; its context policy and budget apply.
+        targets: The agents it may hand to.
+        state: The graph state (window, case file, briefing, notice).
+        earlier: Journal messages from before the state's window, for the summary.
+        current: What this agent already produced in this turn (tool calls and
+            results of earlier rounds). When given, they are returned at the end
+            of the prompt, inside the budget; when not, the caller appends them
+            and only the tool reserve keeps the total within the budget.
+    """
+    budget = spec.context.token_budget
+    brief = {
+        "targets": targets,
+        "case_file": state.get("case_file") or {},
+        "briefing": state.get("briefing"),
+        "just_received": bool(state.get("receiving")),
+    }
+    fixed = prompt_tokens([SystemMessage(system_prompt(spec, **brief))])
+    if state.get("notice"):  # the agent node appends the gate's notice to the system prompt
+        fixed += len(f"\nNOTICE: {state['notice']}") // 4 + 1
+    own_turn = list(current)
+    reserve = min(max(prompt_tokens(own_turn) if own_turn else 0,
+                      int(budget * TOOL_RESERVE) if spec.tools else 0), budget // 2)
+    turns = split_turns(policy_view(spec, state.get("messages") or []))
+    older, latest = turns[:-1], (turns[-1] if turns else [])
+    may_hide = bool(earlier) or bool(older)
+    room = budget - fixed - reserve - (_summary_tokens() if may_hide else 0)
+
+    latest = fit(latest, room)
+    room -= prompt_tokens(latest) if latest else 0
+    kept: list[list[BaseMessage]] = []
+    count = len(latest)
+    for turn in reversed(older):
+        if spec.context.mode != "full" and count + len(turn) > spec.context.last_messages:
+            break
+        size = prompt_tokens(turn)
+        if size > room:
+            break
+        kept.insert(0, turn)
+        room -= size
+        count += len(turn)
+    hidden = [m for turn in older[: len(older) - len(kept)] for m in turn]
+
+    system = SystemMessage(system_prompt(spec, **brief, earlier=summarise([*earlier, *hidden])))
+    history = ensure_paired([*(m for turn in kept for m in turn), *latest])
+    if own_turn:
+        spare = budget - prompt_tokens([system, *history])
+        own_turn = fit(ensure_paired(own_turn), spare)
+    return [system, *history, *own_turn]
+
+
+def policy_view(spec: AgentSpec, messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+    """The window as the agent's context policy shows it, before the budget applies."""
+    history = list(messages)
+    if spec.context.mode == "filtered":
+        history = without_foreign_tool_chatter(spec.name, history)
+    return ensure_paired(history)
+
+
+def split_turns(messages: Sequence[BaseMessage]) -> list[list[BaseMessage]]:
+    """Messages grouped into user turns: each starts at a HumanMessage."""
+    turns: list[list[BaseMessage]] = []
+    for m in messages:
+        if isinstance(m, HumanMessage) or not turns:
+            turns.append([m])
+        else:
+            turns[-1].append(m)
+    return turns
+
+
+def fit(messages: Sequence[BaseMessage], room: int) -> list[BaseMessage]:
+    """Shorten the longest texts until ``messages`` fit ``room`` tokens; nothing is dropped.
+
+    No text is cut below ``MIN_CLIP_CHARS``, so with very little room the result
+    can stay over it; ``build_prompt`` leaves enough room for that not to happen.
+    """
+    out = list(messages)
+    over = prompt_tokens(out) - room if out else 0
+    while over > 0:
+        clippable = [i for i, m in enumerate(out) if _text_len(m) > MIN_CLIP_CHARS + len(CLIPPED)]
+        if not clippable:
+            break
+        longest = max(clippable, key=lambda i: _text_len(out[i]))
+        text = str(out[longest].content)
+        keep = max(MIN_CLIP_CHARS, len(text) - over * 4 - len(CLIPPED) - 8)
+        out[longest] = out[longest].model_copy(update={"content": text[:keep] + CLIPPED})
+        over = prompt_tokens(out) - room
+    return out
 
 
 def ensure_paired(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
@@ -151,7 +247,8 @@ def ensure_paired(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
     return out
 
 
-def _without_foreign_tool_chatter(me: str, messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+def without_foreign_tool_chatter(me: str, messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+    """Other agents' tool calls and tool results removed; their words to the user kept."""
     foreign_calls: set[str] = set()
     out: list[BaseMessage] = []
     for m in messages:
@@ -166,9 +263,9 @@ def _without_foreign_tool_chatter(me: str, messages: Sequence[BaseMessage]) -> l
     return out
 
 
-def _clip(message: BaseMessage, budget: int) -> BaseMessage:
-    limit = max(budget, 16) * 4
-    text = str(message.content)
-    if len(text) <= limit:
-        return message
-    return message.model_copy(update={"content": text[:limit] + " [...]"})
+def _summary_tokens() -> int:
+    return (len(EARLIER_MARKER) + EARLIER_CHARS + 2) // 4 + 1
+
+
+def _text_len(message: BaseMessage) -> int:
+    return len(message.content) if isinstance(message.content, str) else 0

@@ -4,21 +4,31 @@ Checkpoints hold only a recent window (see state/conversation.py); the journal
 holds everything, one store item per message or record, keyed by position.
 The state's counters (``transcript_len``, ``handoff_count``) say how much of
 the journal belongs to a given checkpoint, so an older checkpoint still reads
-a consistent history and a fork simply overwrites the positions after it.
+a consistent history. Time travel on the same thread (invoking from an older
+checkpoint) overwrites the positions after it: the new branch reads right, the
+abandoned branch's later checkpoints then read the new branch's tail. Forking
+into a new thread (``handoff replay``, graphs/replay.py) copies the prefix and
+leaves the old thread intact.
+Writes and reads go to the store in one batch each (one transaction in SQLite,
+one query per namespace), so their cost depends on how many items are touched,
+not on how long the conversation is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langchain_core.messages import BaseMessage, messages_from_dict, messages_to_dict
-from langgraph.store.base import BaseStore
+from langgraph.store.base import BaseStore, GetOp, Item, PutOp
 
 from state import HandoffRecord
 
 TRANSCRIPT = "transcript"
 HANDOFFS = "handoffs"
+BATCH = 500
+"""Items per store batch when reading a long stretch of the journal."""
 
 
 def _key(seq: int) -> str:
@@ -32,36 +42,61 @@ class Journal:
         self.store = store
         self.thread_id = thread_id
 
-    def _ns(self, kind: str) -> tuple[str, ...]:
+    def namespace(self, kind: str) -> tuple[str, ...]:
+        """Where items of ``kind`` (``transcript`` or ``handoffs``) live for this thread."""
         return ("handoff", kind, self.thread_id)
 
     def append_messages(self, start: int, messages: Sequence[BaseMessage]) -> int:
-        """Store messages at positions start.. and return the new length."""
-        for offset, data in enumerate(messages_to_dict(list(messages))):
-            self._write(TRANSCRIPT, start + offset, data)
+        """Store messages at positions ``start..`` and return the new length.
+
+        A message without an id gets one here, in place, as ``add_messages``
+        would give it; so the journal and the state's window name it alike.
+        """
+        for message in messages:
+            if message.id is None:
+                message.id = str(uuid.uuid4())
+        self._write(TRANSCRIPT, start, messages_to_dict(list(messages)))
         return start + len(messages)
 
     def append_record(self, seq: int, record: HandoffRecord) -> None:
-        self._write(HANDOFFS, seq, record.model_dump(mode="json"))
+        """Store handoff record number ``seq`` (0-based)."""
+        self._write(HANDOFFS, seq, [record.model_dump(mode="json")])
 
     def messages(self, upto: int, last: int | None = None) -> list[BaseMessage]:
-        """Messages at positions [upto-last, upto) (all when last is None)."""
+        """Messages at positions ``[upto-last, upto)`` (all before ``upto`` when last is None)."""
         start = 0 if last is None else max(0, upto - last)
         return messages_from_dict(self._read(TRANSCRIPT, start, upto))
 
-    def records(self, upto: int) -> list[HandoffRecord]:
-        return [HandoffRecord.model_validate(v) for v in self._read(HANDOFFS, 0, upto)]
+    def records(self, upto: int, last: int | None = None) -> list[HandoffRecord]:
+        """Handoff records ``[upto-last, upto)``, oldest first (all when last is None)."""
+        start = 0 if last is None else max(0, upto - last)
+        return [HandoffRecord.model_validate(v) for v in self._read(HANDOFFS, start, upto)]
 
-    def _write(self, kind: str, seq: int, value: dict[str, Any]) -> None:
-        if self.store is not None:
-            self.store.put(self._ns(kind), _key(seq), value, index=False)
+    def messages_at(self, values: Mapping[str, Any]) -> list[BaseMessage]:
+        """The whole transcript as of a checkpoint's state ``values`` (its own prefix of the journal)."""
+        if self.store is None:
+            return list(values.get("messages") or [])
+        return self.messages(int(values.get("transcript_len") or 0))
+
+    def records_at(self, values: Mapping[str, Any]) -> list[HandoffRecord]:
+        """Every handoff record as of a checkpoint's state ``values``, oldest first."""
+        if self.store is None:
+            return list(values.get("handoffs") or [])
+        return self.records(int(values.get("handoff_count") or 0))
+
+    def _write(self, kind: str, start: int, values: Sequence[dict[str, Any]]) -> None:
+        if self.store is None or not values:
+            return
+        ns = self.namespace(kind)
+        self.store.batch([PutOp(ns, _key(start + i), value, index=False) for i, value in enumerate(values)])
 
     def _read(self, kind: str, start: int, upto: int) -> list[dict[str, Any]]:
         if self.store is None or upto <= start:
             return []
+        ns = self.namespace(kind)
         out: list[dict[str, Any]] = []
-        for seq in range(start, upto):
-            item = self.store.get(self._ns(kind), _key(seq))
-            if item is not None:
-                out.append(item.value)
+        for first in range(start, upto, BATCH):
+            ops = [GetOp(ns, _key(seq)) for seq in range(first, min(first + BATCH, upto))]
+            items: list[Item | None] = self.store.batch(ops)  # type: ignore[assignment]
+            out.extend(item.value for item in items if item is not None)
         return out

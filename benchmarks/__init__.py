@@ -1,0 +1,1 @@
+"""Benchmarks: measured comparisons, run by hand or by ``make bench`` (not tests)."""
