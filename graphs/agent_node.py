@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, SystemMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
@@ -99,9 +99,6 @@ def make_agent_node(
         window = state.get("messages") or []
         earlier = (journal.messages(start - len(window), last=EARLIER_MESSAGES)
                    if start > len(window) else [])
-        prompt = build_prompt(spec, targets=targets, state=state, earlier=earlier)
-        if state.get("notice"):
-            prompt[0] = SystemMessage(f"{prompt[0].content}\nNOTICE: {state['notice']}")
         may_hand_off = state.get("hops", 0) < policy.max_hops_per_turn
         runnable = with_transfers if may_hand_off else without_transfers
 
@@ -111,9 +108,11 @@ def make_agent_node(
         usage = {"model_calls": 0, "prompt_tokens": 0}
         pending: HandoffRequest | None = None
         for _ in range(spec.max_tool_rounds):
-            ai = runnable.invoke([*prompt, *new])
+            # Rebuilt each round so this turn's tool results count against the budget too.
+            prompt = build_prompt(spec, targets=targets, state=state, earlier=earlier, current=new)
+            ai = runnable.invoke(prompt)
             usage["model_calls"] += 1
-            usage["prompt_tokens"] += _prompt_tokens(ai, [*prompt, *new])
+            usage["prompt_tokens"] += _prompt_tokens(ai, prompt)
             ai = _named(ai, spec.name)
             new.append(ai)
             if not ai.tool_calls:

@@ -34,6 +34,7 @@ from agents.prompt_markers import (
     CASE_FILE_MARKER,
     EARLIER_MARKER,
     JUST_RECEIVED,
+    NOTICE_MARKER,
     TOPICS_MARKER,
 )
 from agents.spec import AgentSpec, HandoffPayload
@@ -63,6 +64,7 @@ def system_prompt(
     case_file: dict[str, Any],
     briefing: str | None,
     just_received: bool = False,
+    notice: str | None = None,
     earlier: Sequence[BaseMessage] | str = (),
 ) -> str:
     """The agent's instructions plus everything it must know, never trimmed.
@@ -73,6 +75,7 @@ def system_prompt(
         case_file: Every known fact; all of them are rendered.
         briefing: What the agent was told when it received the conversation.
         just_received: Whether this is the receiver's first answer after the handoff.
+        notice: A note from the gate, e.g. why the agent's last handoff was refused.
         earlier: Messages to summarise, or a ready summary.
     """
     lines = [spec.instructions, "", f"{AGENT_MARKER} {spec.name}", f"You are {spec.title}."]
@@ -89,6 +92,8 @@ def system_prompt(
         lines.append(f"{BRIEFING_MARKER} {briefing}")
         if just_received:
             lines.append(JUST_RECEIVED)
+    if notice:
+        lines.append(f"{NOTICE_MARKER} {notice}")
     summary = earlier if isinstance(earlier, str) else summarise(earlier)
     if summary:
         lines.append(f"{EARLIER_MARKER} {summary}")
@@ -154,10 +159,9 @@ def build_prompt(
         "case_file": state.get("case_file") or {},
         "briefing": state.get("briefing"),
         "just_received": bool(state.get("receiving")),
+        "notice": state.get("notice"),
     }
     fixed = prompt_tokens([SystemMessage(system_prompt(spec, **brief))])
-    if state.get("notice"):  # the agent node appends the gate's notice to the system prompt
-        fixed += len(f"\nNOTICE: {state['notice']}") // 4 + 1
     own_turn = list(current)
     reserve = min(max(prompt_tokens(own_turn) if own_turn else 0,
                       int(budget * TOOL_RESERVE) if spec.tools else 0), budget // 2)

@@ -94,7 +94,7 @@ def build_handoff_graph(
 
     graph = StateGraph(HandoffState)
     graph.name = name
-    graph.add_node(INTAKE, make_intake(specs, default_agent=default_agent))
+    graph.add_node(INTAKE, make_intake(specs, default_agent=default_agent, case_file_model=case_file_model))
     graph.add_node(GATE, make_gate(specs, case_file_model=case_file_model, policy=policy,
                                    default_agent=default_agent))
     for spec in agents:

@@ -47,7 +47,7 @@ FRUSTRATION = KeywordTrigger(
     name="frustration",
     target=HUMAN,
     reason="The user sounds frustrated.",
-    keywords=("ridiculous", "useless", "fed up", "furious", "unacceptable", "worst"),
+    keywords=("ridiculous", "useless", "fed up", "furious", "unacceptable"),
     patterns=(r"!!!",),
 )
 ESCALATION_TRIGGERS = (ASKS_FOR_A_PERSON, FRUSTRATION)

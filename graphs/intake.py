@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -11,15 +12,27 @@ from langgraph.runtime import Runtime
 from agents.spec import AgentSpec
 from agents.triggers import TriggerContext, first_firing
 from graphs.journal import Journal
-from state import HandoffState
+from state import CaseFile, HandoffState
 
 INTAKE = "intake"
 
+SENTIMENT_RULES = (
+    ("angry", re.compile(r"\b(furious|outrageous|unacceptable|ridiculous|useless)\b|!!!", re.I)),
+    ("frustrated", re.compile(r"\b(fed up|frustrat\w*|annoy\w*|still (?:not|broken)|again)\b", re.I)),
+)
+
+
+def sentiment_of(text: str) -> str:
+    """angry > frustrated > calm, by keyword; cheap enough to run on every message."""
+    return next((label for label, rule in SENTIMENT_RULES if rule.search(text)), "calm")
+
 
 def make_intake(
-    specs: Mapping[str, AgentSpec], *, default_agent: str
+    specs: Mapping[str, AgentSpec], *, default_agent: str, case_file_model: type[CaseFile] = CaseFile
 ) -> Callable[[HandoffState, Runtime], dict[str, Any]]:
-    """The intake node: archives the new user message(s) and checks triggers."""
+    """The intake node: archives the new user message(s), notes sentiment (when the
+    domain's case file has that field) and checks the active agent's triggers."""
+    tracks_sentiment = "sentiment" in case_file_model.model_fields
 
     def intake(state: HandoffState, runtime: Runtime) -> dict[str, Any]:
         messages = state.get("messages") or []
@@ -41,8 +54,12 @@ def make_intake(
             "pending_handoff": None,
         }
         if arrived:
-            ctx = TriggerContext(source=active, message=str(arrived[-1].content),
-                                 case_file=state.get("case_file") or {})
+            text = str(arrived[-1].content)
+            case_file = dict(state.get("case_file") or {})
+            if tracks_sentiment:
+                update["case_file"] = {"sentiment": sentiment_of(text)}
+                case_file.update(update["case_file"])
+            ctx = TriggerContext(source=active, message=text, case_file=case_file)
             update["pending_handoff"] = first_firing(specs[active].triggers, ctx)
         return update
 

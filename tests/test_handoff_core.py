@@ -61,7 +61,7 @@ def test_unknown_target_is_rejected_with_a_readable_reason_and_no_state_change()
     assert record.rejection.code == "unknown_target"
     assert "legal_team" in record.rejection.message
     assert result.active_agent == GENERAL
-    assert result.case_file == {}
+    assert result.case_file == {"sentiment": "calm"}  # only what intake noted
     seen = model.calls_by(GENERAL)[-1]["messages"]
     assert any("Handoff rejected [unknown_target]" in str(m.content) for m in seen)
 

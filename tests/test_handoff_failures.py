@@ -158,7 +158,7 @@ def test_initialisation_failure_is_recorded_and_nothing_moves() -> None:
     [record] = result.handoffs
     assert record.outcome == "failed" and record.rejection is not None
     assert record.rejection.code == "init_failed" and "timed out" in record.rejection.message
-    assert result.active_agent == GENERAL and result.case_file == {}
+    assert result.active_agent == GENERAL and result.case_file == {"sentiment": "calm"}
 
 
 def test_announced_transfer_without_a_tool_call_is_completed() -> None:

@@ -119,3 +119,13 @@ def test_general_answers_general_questions_without_handoff() -> None:
     model = ScriptedChatModel(scripts={GENERAL: ["We are open 9 to 5."]})
     result = support_session(model).send("What are your opening hours?")
     assert result.handoffs == [] and agents_in(result.path) == [GENERAL]
+
+
+def test_intake_notes_sentiment_in_the_case_file() -> None:
+    from graphs.intake import sentiment_of
+
+    assert [sentiment_of(t) for t in ("hello", "it is still not working, again", "this is outrageous")] == [
+        "calm", "frustrated", "angry"]
+    model = ScriptedChatModel(scripts={GENERAL: ["Sorry to hear that."]})
+    result = support_session(model).send("My line is still not working, again")
+    assert result.case_file["sentiment"] == "frustrated"
