@@ -76,4 +76,6 @@ def show_event(event: HandoffEvent) -> None:
 
 
 def show_reply(result: TurnResult) -> None:
-    out.print(f"[bold magenta]{result.active_agent}[/]: {escape(result.reply)}", highlight=False)
+    if result.reply:
+        out.print(f"[bold magenta]{result.speaker or result.active_agent}[/]: {escape(result.reply)}",
+                  highlight=False)

@@ -36,7 +36,8 @@ class TurnResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     thread_id: str
-    reply: str
+    reply: str = Field(description="What the user sees from this turn; empty while a person is awaited.")
+    speaker: str = Field(default="", description="Who wrote the reply: an agent, or 'human'.")
     active_agent: str
     handoffs: list[HandoffRecord]
     case_file: dict[str, Any]
@@ -71,6 +72,7 @@ class HandoffSession:
         self.thread_id = thread_id or uuid.uuid4().hex
         self.graph_name = graph_name or graph_name_of(graph)
         self.trace = trace or TraceOptions.from_env()
+        self._records: list[HandoffRecord] = []
 
     @property
     def config(self) -> dict[str, Any]:
@@ -115,30 +117,47 @@ class HandoffSession:
         return self.result(events=events, path=path)
 
     def result(self, events: list[HandoffEvent] | None = None, path: list[str] | None = None) -> TurnResult:
+        """The thread as it stands: this turn's reply, who answers next, records, case file."""
         values = self.graph.get_state(self.state_config).values
-        reply = next(
-            (str(m.content) for m in reversed(values.get("messages") or [])
-             if isinstance(m, AIMessage) and m.content and not m.tool_calls),
-            "",
-        )
+        messages = values.get("messages") or []
+        last_user = max((i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=-1)
+        answer = next((m for m in reversed(messages[last_user + 1:])
+                       if isinstance(m, AIMessage) and m.content and not m.tool_calls), None)
         return TurnResult(
             thread_id=self.thread_id,
-            reply=reply,
+            reply=str(answer.content) if answer else "",
+            speaker=(answer.name or "") if answer else "",
             active_agent=values.get("active_agent", ""),
-            handoffs=self.records(),
+            handoffs=self.records(values),
             case_file=values.get("case_file") or {},
             events=events or [],
             path=path or [],
         )
 
-    def records(self) -> list[HandoffRecord]:
-        """Every handoff record of this thread, oldest first."""
-        values = self.graph.get_state(self.state_config).values
+    def records(self, values: dict[str, Any] | None = None) -> list[HandoffRecord]:
+        """Every handoff record of this thread, oldest first.
+
+        Records already read are kept, so a turn reads only the new ones from the
+        journal; the cache is dropped when the thread's history was rewound.
+        """
+        if values is None:
+            values = self.graph.get_state(self.state_config).values
+        window = list(values.get("handoffs") or [])
         count = values.get("handoff_count", 0)
         journal = Journal(self.graph.store, self.thread_id)
         if journal.store is None:
-            return list(values.get("handoffs") or [])
-        return journal.records(count)
+            return window
+        cached = self._records if len(self._records) <= count else []
+        if cached and _record_at(window, count, len(cached) - 1) not in (None, cached[-1].request.id):
+            cached = []  # the thread was rewound and took another branch
+        self._records = cached + journal.records(count, last=count - len(cached))
+        return list(self._records)
+
+
+def _record_at(window: list[HandoffRecord], count: int, position: int) -> str | None:
+    """The id of the record at ``position`` if the state's window holds it."""
+    offset = position - (count - len(window))
+    return window[offset].request.id if 0 <= offset < len(window) else None
 
 
 def graph_name_of(graph: CompiledStateGraph) -> str:

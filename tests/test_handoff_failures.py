@@ -179,7 +179,8 @@ def test_human_escalation_is_interrupted_and_resumed_with_a_hand_back() -> None:
 
     model = ScriptedChatModel(scripts={BILLING: ["Billing here; the waiver is applied."]})
     session = support_session(model)
-    session.send("I want to speak to a real person about ACC-1001")
+    waiting = session.send("I want to speak to a real person about ACC-1001")
+    assert waiting.reply == "" and waiting.active_agent == "human"
 
     pending = pending_escalation(session.graph, session.config)
     assert pending is not None and pending.source == GENERAL
@@ -192,6 +193,7 @@ def test_human_escalation_is_interrupted_and_resumed_with_a_hand_back() -> None:
     assert pending_escalation(session.graph, session.config) is None
     after = session.result()
     assert after.reply == "I've approved a fee waiver." and after.active_agent == BILLING
+    assert after.speaker == "human"
     assert after.handoffs[-1].request.trigger == "human"
     assert after.case_file["account_id"] == "ACC-1001"
     assert session.send("thanks").reply == "Billing here; the waiver is applied."
