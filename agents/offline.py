@@ -20,26 +20,22 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
     AIMessage,
     BaseMessage,
     HumanMessage,
-    SystemMessage,
     ToolMessage,
 )
 from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.outputs import ChatGeneration, ChatResult
-from langchain_core.runnables import Runnable
-from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from agents.prompt_markers import (
-    AGENT_MARKER,
     BRIEFING_MARKER,
     CASE_FILE_MARKER,
     JUST_RECEIVED,
     TOPICS_MARKER,
 )
+from agents.tool_calling_fake import ToolCallingFakeModel, agent_of, system_text
 
 OFFLINE_LABEL = "[offline model]"
 TRANSFER_PREFIX = "transfer_to_"
@@ -47,7 +43,7 @@ ID_TOKEN = re.compile(r"\b([A-Z]{2,5})-(\d{2,})\b")
 NUMBER = re.compile(r"(?<![\w-])\$?(\d+(?:\.\d+)?)")
 
 
-class OfflineChatModel(BaseChatModel):
+class OfflineChatModel(ToolCallingFakeModel):
     """A deterministic stand-in for a chat model that says what it is."""
 
     label: ClassVar[str] = OFFLINE_LABEL
@@ -55,10 +51,6 @@ class OfflineChatModel(BaseChatModel):
     @property
     def _llm_type(self) -> str:
         return "handoff-offline"
-
-    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable:  # type: ignore[override]
-        kwargs.pop("tool_choice", None)
-        return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
 
     def _generate(
         self,
@@ -80,8 +72,8 @@ class OfflineChatModel(BaseChatModel):
 
 def decide(messages: Sequence[BaseMessage], tools: Sequence[dict[str, Any]]) -> AIMessage:
     """The offline model's whole policy, as a pure function."""
-    system = next((str(m.content) for m in messages if isinstance(m, SystemMessage)), "")
-    me = _line_after(system, AGENT_MARKER) or ""
+    system = system_text(messages)
+    me = agent_of(system)
     case = _case_file(system)
     human_at = max((i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=-1)
     user = str(messages[human_at].content) if human_at >= 0 else ""

@@ -12,15 +12,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.outputs import ChatGeneration, ChatResult
-from langchain_core.runnables import Runnable
-from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, PrivateAttr
 
-from agents.prompt_markers import AGENT_MARKER
+from agents.tool_calling_fake import ToolCallingFakeModel, agent_of, system_text
 
 Reply = AIMessage | str | Callable[[Sequence[BaseMessage]], AIMessage]
 
@@ -39,7 +36,7 @@ def calls(*tool_calls: dict[str, Any], content: str = "") -> AIMessage:
     return AIMessage(content=content, tool_calls=list(tool_calls))
 
 
-class ScriptedChatModel(BaseChatModel):
+class ScriptedChatModel(ToolCallingFakeModel):
     """Replies from per-agent scripts; ``default`` answers when an agent has none."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -67,10 +64,6 @@ class ScriptedChatModel(BaseChatModel):
     def add(self, agent: str, replies: Iterable[Reply]) -> None:
         self._queues[agent].extend(replies)
 
-    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable:  # type: ignore[override]
-        kwargs.pop("tool_choice", None)
-        return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
-
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -79,10 +72,7 @@ class ScriptedChatModel(BaseChatModel):
         tools: list[dict[str, Any]] | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        system = next((str(m.content) for m in messages if isinstance(m, SystemMessage)), "")
-        agent = ""
-        if AGENT_MARKER in system:
-            agent = system.split(AGENT_MARKER, 1)[1].split("\n", 1)[0].strip()
+        agent = agent_of(system_text(messages))
         self._calls.append({"agent": agent, "messages": list(messages),
                             "tools": [t["function"]["name"] for t in tools or []]})
         queue = self._queues[agent]

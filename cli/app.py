@@ -13,10 +13,10 @@ from rich.markup import escape
 
 from agents.back_office import BackOffice
 from agents.models import ModelConfigError, load_settings, make_chat_model
-from cli.settings import CliSettings
 from graphs.persistence import PersistenceError, open_persistence
 from graphs.registry import UnknownGraphError, get_graph
 from graphs.session import HandoffSession, TurnResult
+from graphs.settings import StorageSettings
 from state import HandoffEvent
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -35,7 +35,7 @@ class CliError(Exception):
 
 @contextmanager
 def open_session(graph_name: str, thread: str | None, db: str | None) -> Iterator[HandoffSession]:
-    settings = CliSettings()
+    settings = StorageSettings()
     entry = get_graph(graph_name)
     model = make_chat_model(load_settings())
     url = db or settings.db_url

@@ -20,11 +20,11 @@ from agents.back_office import BackOffice
 from agents.models import load_settings, make_chat_model
 from agents.offline import OfflineChatModel
 from cli.app import CliError, DbOpt, app, cli_errors, err, out, show_event, show_reply
-from cli.settings import CliSettings
 from graphs.persistence import Persistence, open_persistence
 from graphs.registry import GRAPHS, get_graph
 from graphs.replay import ReplayError, history, replay
 from graphs.report import HandoffReport, build_report, plot_paths
+from graphs.settings import StorageSettings
 from graphs.telemetry import GRAPH_KEY
 
 ThreadArg = Annotated[str, typer.Argument(help="Thread id; see `handoff threads`.")]
@@ -52,7 +52,7 @@ def graph_of_thread(persistence: Persistence, thread: str, override: str | None)
 @contextmanager
 def scratch_back_office() -> Iterator[BackOffice]:
     """A copy of the CLI's back-office ledger, so a replay never pays a refund twice for real."""
-    ledger = CliSettings().back_office_path
+    ledger = StorageSettings().back_office_path
     with tempfile.TemporaryDirectory(prefix="handoff-replay-") as folder:
         copy = Path(folder) / "back_office.sqlite"
         if ledger.exists():
@@ -69,7 +69,7 @@ def compile_graph(name: str, persistence: Persistence, *, model: Any, office: Ba
 @app.command("history")
 def history_cmd(thread: ThreadArg, graph: GraphOpt = None, as_json: JsonOpt = False, db: DbOpt = None) -> None:
     """List a thread's checkpoints with the active agent and the last handoff at each."""
-    with cli_errors(), open_persistence(db or CliSettings().db_url) as persistence:
+    with cli_errors(), open_persistence(db or StorageSettings().db_url) as persistence:
         name = graph_of_thread(persistence, thread, graph)
         compiled = compile_graph(name, persistence, model=OfflineChatModel(), office=BackOffice(":memory:"))
         checkpoints = history(compiled, thread)
@@ -110,7 +110,7 @@ def replay_cmd(
     """
     with cli_errors():
         try:
-            with open_persistence(db or CliSettings().db_url) as persistence, scratch_back_office() as office:
+            with open_persistence(db or StorageSettings().db_url) as persistence, scratch_back_office() as office:
                 name = graph_of_thread(persistence, thread, graph)
                 compiled = compile_graph(name, persistence, model=make_chat_model(load_settings()), office=office)
                 result = replay(compiled, thread, checkpoint, message=message, new_thread_id=fork_id,
@@ -136,7 +136,7 @@ def report_cmd(
     with cli_errors():
         if thread and all_threads:
             raise CliError("give --thread ID or --all, not both")
-        with open_persistence(db or CliSettings().db_url) as persistence:
+        with open_persistence(db or StorageSettings().db_url) as persistence:
             try:
                 report = build_report(persistence.checkpointer, persistence.store,
                                       [thread] if thread else None)

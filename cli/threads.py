@@ -12,8 +12,8 @@ import typer
 from rich.table import Column, Table
 
 from cli.app import DbOpt, app, cli_errors, out
-from cli.settings import CliSettings
 from graphs.persistence import list_threads, open_persistence
+from graphs.settings import StorageSettings
 
 
 @app.command()
@@ -23,7 +23,7 @@ def threads(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
 ) -> None:
     """List stored conversations, most recently active first; resume one with `chat GRAPH --thread ID`."""
-    with cli_errors(), open_persistence(db or CliSettings().db_url) as persistence:
+    with cli_errors(), open_persistence(db or StorageSettings().db_url) as persistence:
         found = list_threads(persistence.checkpointer, limit=limit)
     if as_json:
         sys.stdout.write(json.dumps([asdict(t) for t in found], indent=2) + "\n")

@@ -25,10 +25,10 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from graphs.persistence import PersistenceError, open_persistence
 from graphs.registry import GraphEntry
+from graphs.settings import StorageSettings
 from service.embedding import TRANSCRIPT_LIMIT, HandoffService
 from service.errors import ServiceError, TurnFailed
 from service.models import (
@@ -61,19 +61,6 @@ STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
 }
 
 
-class ServiceSettings(BaseSettings):
-    """Where the service keeps its threads (the CLI's variables, so both see the same threads)."""
-
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
-
-    data_dir: Path = Field(default=Path(".handoff"), alias="HANDOFF_DATA_DIR")
-    db: str | None = Field(default=None, alias="HANDOFF_DB")
-
-    @property
-    def db_url(self) -> str:
-        return self.db or f"sqlite:///{self.data_dir / 'handoff.sqlite'}"
-
-
 class Health(BaseModel):
     """The service is up, and on which persistence."""
 
@@ -90,11 +77,11 @@ def create_app(
     """The FastAPI app; persistence opens at startup and closes at shutdown.
 
     Args:
-        db_url: ``memory``, a ``.sqlite`` path or ``postgresql://...``; ServiceSettings by default.
+        db_url: ``memory``, a ``.sqlite`` path or ``postgresql://...``; StorageSettings by default.
         model: Chat model for every graph; the environment's (offline when unset) by default.
         graphs: Graphs served by name; the registry's by default.
     """
-    url = db_url or ServiceSettings().db_url
+    url = db_url or StorageSettings().db_url
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

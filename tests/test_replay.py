@@ -15,7 +15,6 @@ from agents.customer_service import BILLING, GENERAL, TECHNICAL, SupportCaseFile
 from agents.offline import OfflineChatModel
 from agents.scripted import ScriptedChatModel
 from cli.main import app
-from cli.settings import CliSettings
 from graphs.builder import build_handoff_graph
 from graphs.customer_service import build_customer_service_graph
 from graphs.journal import Journal
@@ -23,6 +22,7 @@ from graphs.persistence import Persistence, open_persistence
 from graphs.registry import get_graph
 from graphs.replay import ReplayError, history, replay
 from graphs.session import HandoffSession
+from graphs.settings import StorageSettings
 
 DEMO = get_graph("customer-service").demo
 
@@ -169,7 +169,7 @@ def test_history_and_replay_commands_fork_without_touching_the_thread_or_the_led
         reply = _json(runner, "run", "customer-service", "-m", text, "--json", *(["--thread", thread] if thread else []))
         thread = reply["thread_id"]
     assert thread is not None
-    refunds = BackOffice(CliSettings().back_office_path).refunds()
+    refunds = BackOffice(StorageSettings().back_office_path).refunds()
     before = _json(runner, "history", thread, "--json")
     checkpoint = [c for c in before if c["before_handoff"]][-1]["checkpoint_id"]
 
@@ -178,5 +178,5 @@ def test_history_and_replay_commands_fork_without_touching_the_thread_or_the_led
     assert fork["thread_id"] == "what-if" and fork["source_thread"] == thread
     assert fork["turn"]["active_agent"] == BILLING
     assert _json(runner, "history", thread, "--json") == before
-    assert BackOffice(CliSettings().back_office_path).refunds() == refunds
+    assert BackOffice(StorageSettings().back_office_path).refunds() == refunds
     assert _json(runner, "history", "what-if", "--json")[0]["source"] == "fork"

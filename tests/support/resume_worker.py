@@ -22,10 +22,10 @@ from langchain_core.messages import BaseMessage
 
 from agents.back_office import BackOffice
 from agents.offline import OfflineChatModel
-from cli.settings import CliSettings
 from graphs.customer_service import build_customer_service_graph
 from graphs.persistence import open_persistence
 from graphs.session import HandoffSession
+from graphs.settings import StorageSettings
 
 FIRST = "Hi, this is Dana, account ACC-1001, postcode 90210. Call me back on 555-0199 if we get cut off."
 SECOND = "My internet keeps dropping every evening."
@@ -55,7 +55,7 @@ def snapshot(session: HandoffSession) -> dict[str, Any]:
 
 def main() -> None:
     phase, url, thread = sys.argv[1:4]
-    url = CliSettings().db_url if url == "default" else url
+    url = StorageSettings().db_url if url == "default" else url
     model = RecordingOfflineModel(prompts=[])
     with open_persistence(url) as persistence:
         graph = build_customer_service_graph(model=model, office=BackOffice()).compile(

@@ -1,4 +1,4 @@
-"""Where the CLI keeps its data."""
+"""Where conversations live, for the CLI and the service alike."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class CliSettings(BaseSettings):
+class StorageSettings(BaseSettings):
     """``HANDOFF_DATA_DIR`` (default ``./.handoff``) holds the SQLite checkpoints and the
-    back office ledger; ``HANDOFF_DB`` overrides the checkpoint URL (e.g. postgresql://...)."""
+    back office ledger; ``HANDOFF_DB`` overrides the checkpoint URL (``memory``, a
+    ``.sqlite`` path, or ``postgresql://...``)."""
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
