@@ -108,6 +108,56 @@ def validate(
 UNRECOVERABLE = frozenset({"hop_budget_spent", "ping_pong"})
 
 
+class Decision(BaseModel):
+    """What the gate decided about one request, before anything is written."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    payload: HandoffPayload | None = None
+    rejection: HandoffRejection | None = None
+    init: InitResult | None = None
+    case_file_updates: dict[str, Any] = Field(default_factory=dict)
+
+
+def decide(
+    request: HandoffRequest,
+    *,
+    specs: Mapping[str, AgentSpec],
+    state: HandoffState,
+    policy: GatePolicy,
+    case_file_model: type[CaseFile],
+) -> Decision:
+    """Validate, transfer the payload into the case file, run the receiver's initialisation."""
+    payload, rejection = validate(request, specs=specs, state=state, policy=policy)
+    if payload is None:
+        return Decision(rejection=rejection)
+    case_file = state.get("case_file") or {}
+    try:
+        updates = checked_update(case_file_model, case_file, payload.model_dump())
+    except CaseFileError as exc:
+        return Decision(rejection=HandoffRejection(code="invalid_payload", message=str(exc)))
+    try:
+        init = _initialise(specs[request.target], request, payload, case_file)
+        if init is not None:
+            updates = {**updates, **checked_update(
+                case_file_model, {**case_file, **updates}, init.case_file_updates)}
+    except Exception as exc:  # any failure of the receiver's set-up is a failed handoff
+        return Decision(payload=payload, rejection=HandoffRejection(
+            code="init_failed",
+            message=f"{request.target} failed while taking over: {type(exc).__name__}: {exc}",
+        ))
+    return Decision(payload=payload, init=init, case_file_updates=updates)
+
+
+def route(request: HandoffRequest, rejection: HandoffRejection | None, *, specs: Mapping[str, AgentSpec],
+          fallback: str) -> str:
+    """Who holds the conversation after the gate: the receiver, the source, or the fallback."""
+    if rejection is None:
+        return request.target
+    recoverable = rejection.code not in UNRECOVERABLE and request.source in specs
+    return request.source if recoverable else fallback
+
+
 def make_gate(
     specs: Mapping[str, AgentSpec],
     *,
@@ -115,7 +165,7 @@ def make_gate(
     policy: GatePolicy,
     default_agent: str,
 ) -> Callable[[HandoffState, Runtime], dict[str, Any]]:
-    """The gate node for one graph."""
+    """The gate node for one graph: decide, route, record, answer the source."""
     fallback = policy.fallback or default_agent
 
     def handoff_gate(state: HandoffState, runtime: Runtime) -> dict[str, Any]:
@@ -125,71 +175,54 @@ def make_gate(
         started = time.perf_counter()
         emit = runtime.stream_writer
         emit(HandoffEvent.of("requested", request).model_dump(mode="json"))
-        case_file = state.get("case_file") or {}
-        payload, rejection = validate(request, specs=specs, state=state, policy=policy)
-        init: InitResult | None = None
-        updates: dict[str, Any] = {}
-        if payload is not None:
-            try:
-                updates = checked_update(case_file_model, case_file, payload.model_dump())
-            except CaseFileError as exc:
-                payload, rejection = None, HandoffRejection(code="invalid_payload", message=str(exc))
-        if payload is not None:
-            try:
-                init = _initialise(specs[request.target], request, payload, case_file)
-                if init is not None:
-                    updates = {**updates, **checked_update(
-                        case_file_model, {**case_file, **updates}, init.case_file_updates)}
-            except Exception as exc:
-                rejection = HandoffRejection(
-                    code="init_failed",
-                    message=f"{request.target} failed while taking over: {type(exc).__name__}: {exc}",
-                )
-                updates = {}
-        if rejection is None:
-            outcome = "accepted"
-            routed_to = request.target
-        else:
-            outcome = "failed" if rejection.code == "init_failed" else "rejected"
-            recoverable = rejection.code not in UNRECOVERABLE and request.source in specs
-            routed_to = request.source if recoverable else fallback
+        decision = decide(request, specs=specs, state=state, policy=policy, case_file_model=case_file_model)
+        rejection = decision.rejection
+        outcome = "accepted" if rejection is None else (
+            "failed" if rejection.code == "init_failed" else "rejected")
         record = HandoffRecord(
-            request=request, outcome=outcome, rejection=rejection, init_result=init,
-            routed_to=routed_to, latency_ms=(time.perf_counter() - started) * 1000,
+            request=request, outcome=outcome, rejection=rejection, init_result=decision.init,
+            routed_to=route(request, rejection, specs=specs, fallback=fallback),
+            latency_ms=(time.perf_counter() - started) * 1000,
         )
-        if init is not None and outcome == "accepted":
-            emit(HandoffEvent.of("initialised", request, init.summary).model_dump(mode="json"))
+        if decision.init is not None and outcome == "accepted":
+            emit(HandoffEvent.of("initialised", request, decision.init.summary).model_dump(mode="json"))
         emit(HandoffEvent.from_record(record).model_dump(mode="json"))
-
-        thread = runtime.execution_info.thread_id if runtime.execution_info else None
-        count = state.get("handoff_count", 0)
-        journal = Journal(runtime.store, thread or "")
-        journal.append_record(count, record)
-        update: dict[str, Any] = {
-            "pending_handoff": None,
-            "active_agent": routed_to,
-            "handoffs": [record],
-            "handoff_count": count + 1,
-            "hops": state.get("hops", 0) + 1,
-        }
-        if request.tool_call_id:
-            note = _tool_answer(record, specs)
-            message = ToolMessage(content=note, tool_call_id=request.tool_call_id,
-                                  name=f"transfer_to_{request.target}",
-                                  status="success" if outcome == "accepted" else "error")
-            update["messages"] = [message]
-            update["transcript_len"] = journal.append_messages(state.get("transcript_len", 0),
-                                                               [message])
-        elif rejection is not None:
-            update["notice"] = f"Your handoff to {request.target} was refused: {rejection}."
-        if outcome == "accepted":
-            source_title = specs[request.source].title if request.source in specs else request.source
-            update["case_file"] = updates
-            update["briefing"] = briefing_text(request, payload, init, source_title)  # type: ignore[arg-type]
-            update["receiving"] = request.id
-        return update
+        return _record(state, runtime, record, decision, specs)
 
     return handoff_gate
+
+
+def _record(
+    state: HandoffState, runtime: Runtime, record: HandoffRecord, decision: Decision,
+    specs: Mapping[str, AgentSpec],
+) -> dict[str, Any]:
+    """The state update for a decided handoff; the record also goes to the journal."""
+    request = record.request
+    thread = runtime.execution_info.thread_id if runtime.execution_info else None
+    journal = Journal(runtime.store, thread or "")
+    count = state.get("handoff_count", 0)
+    journal.append_record(count, record)
+    update: dict[str, Any] = {
+        "pending_handoff": None,
+        "active_agent": record.routed_to,
+        "handoffs": [record],
+        "handoff_count": count + 1,
+        "hops": state.get("hops", 0) + 1,
+    }
+    if request.tool_call_id:
+        message = ToolMessage(content=_tool_answer(record, specs), tool_call_id=request.tool_call_id,
+                              name=f"transfer_to_{request.target}",
+                              status="success" if record.outcome == "accepted" else "error")
+        update["messages"] = [message]
+        update["transcript_len"] = journal.append_messages(state.get("transcript_len", 0), [message])
+    elif record.rejection is not None:
+        update["notice"] = f"Your handoff to {request.target} was refused: {record.rejection}."
+    if record.outcome == "accepted" and decision.payload is not None:
+        source_title = specs[request.source].title if request.source in specs else request.source
+        update["case_file"] = decision.case_file_updates
+        update["briefing"] = briefing_text(request, decision.payload, decision.init, source_title)
+        update["receiving"] = request.id
+    return update
 
 
 def _initialise(
