@@ -3,6 +3,11 @@
 - ``service.embedding.HandoffService``: threads, turns streamed as events,
   state, handoff records and human escalations, over any persistence URL.
 - ``service.app.create_app``: the HTTP service (needs the ``service`` extra).
+- ``service.turns`` / ``service.transcript``: running one turn under the
+  thread's lock; what users see of a thread, and finding a message sent before.
+- ``service.locks``: one turn at a time per thread (advisory locks on PostgreSQL).
+- ``service.storage``: the service's persistence (pooled on PostgreSQL).
+- ``service.auth``: optional bearer tokens (``HANDOFF_API_TOKENS``).
 - ``service.studio``: the graph factories ``langgraph.json`` points at.
 
 Nothing is imported here, so ``langgraph dev`` can load ``service.studio``

@@ -2,8 +2,16 @@
 
 Run it with ``python -m service`` (or ``uvicorn --factory service.app:create_app``).
 Settings: ``HANDOFF_DB`` (``memory``, a ``.sqlite`` path, or ``postgresql://...``;
-default ``sqlite:///$HANDOFF_DATA_DIR/handoff.sqlite``), the model settings of
-agents/settings.py (offline when none are set).
+default ``sqlite:///$HANDOFF_DATA_DIR/handoff.sqlite``), ``HANDOFF_API_TOKENS``
+(``token:name,...``; access is open when unset, see service/auth.py), the model
+settings of agents/settings.py (offline when none are set).
+
+Concurrency: the graphs are synchronous, so every accepted turn runs start to
+end on a thread of its own (not on the event loop, and not on the request
+thread pool), and turns of different threads run at the same time. A turn
+finishes even if its client goes away, so a thread's checkpoint is always a
+whole step. Several worker processes may share one PostgreSQL database; a
+thread runs one turn at a time across all of them (service/locks.py).
 """
 
 from __future__ import annotations
@@ -11,28 +19,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Query, Request, status
+from fastapi import Depends, FastAPI, Query, Request, status
 from fastapi import Path as PathParam
+from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, Field
 
-from graphs.persistence import PersistenceError, open_persistence
+from graphs.persistence import PersistenceError
 from graphs.registry import GraphEntry
 from graphs.settings import StorageSettings
+from service.auth import Access, tokens_from_env
 from service.embedding import TRANSCRIPT_LIMIT, HandoffService
-from service.errors import ServiceError, TurnFailed
+from service.errors import (
+    ERRORS_BY_CODE,
+    PersistenceUnavailable,
+    ServiceError,
+    TurnFailed,
+    Unauthorized,
+    as_service_error,
+)
 from service.models import (
     AnswerEscalation,
+    DoneEvent,
     ErrorBody,
     ErrorEvent,
     GraphInfo,
@@ -43,13 +63,24 @@ from service.models import (
     TurnEvent,
     TurnResponse,
 )
+from service.storage import open_service_persistence
+from service.turns import TurnStream
 from state import HandoffRecord
 
 STATIC = Path(__file__).parent / "static"
 ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorBody, "description": "Unknown thread or escalation."},
-    409: {"model": ErrorBody, "description": "The thread is busy or waiting for a person."},
-    422: {"model": ErrorBody, "description": "Malformed or invalid body."},
+    404: {"model": ErrorBody, "description": "Unknown thread or escalation (or, with tokens on, "
+          "another client's thread)."},
+    409: {"model": ErrorBody, "description": "The thread is busy with another turn (`thread_busy`: nothing "
+          "was done, send it again) or waiting for a person."},
+    422: {"model": ErrorBody, "description": "Malformed or invalid body, or a `message_id` reused for "
+          "another text."},
+    503: {"model": ErrorBody, "description": "The database is unreachable (`persistence_unavailable`) or "
+          "a turn lost its thread lock when the database restarted (`turn_interrupted`); send the same "
+          "request again (see `Retry-After`)."},
+}
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "Access tokens are on and the bearer token is missing or unknown."},
 }
 STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
@@ -59,6 +90,9 @@ STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     },
 }
+BEARER = HTTPBearer(auto_error=False, description="A token of HANDOFF_API_TOKENS (only when tokens are on).")
+
+log = logging.getLogger("service")
 
 
 class Health(BaseModel):
@@ -73,6 +107,7 @@ def create_app(
     *,
     model: BaseChatModel | None = None,
     graphs: Mapping[str, GraphEntry] | None = None,
+    tokens: Mapping[str, str] | None = None,
 ) -> FastAPI:
     """The FastAPI app; persistence opens at startup and closes at shutdown.
 
@@ -80,22 +115,29 @@ def create_app(
         db_url: ``memory``, a ``.sqlite`` path or ``postgresql://...``; StorageSettings by default.
         model: Chat model for every graph; the environment's (offline when unset) by default.
         graphs: Graphs served by name; the registry's by default.
+        tokens: Bearer token -> client name; ``HANDOFF_API_TOKENS`` by default; empty means open access.
     """
     url = db_url or StorageSettings().db_url
+    access = Access(tokens if tokens is not None else tokens_from_env())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        with open_persistence(url) as persistence:
-            app.state.service = HandoffService(persistence, model=model, graphs=graphs)
-            yield
+        with open_service_persistence(url) as persistence:
+            service = HandoffService(persistence, model=model, graphs=graphs)
+            app.state.service = service
+            try:
+                yield
+            finally:
+                service.close()
 
     app = FastAPI(
         title="Handoff service",
         summary="Conversations with specialist agents that hand over to one another.",
         lifespan=lifespan,
     )
+    app.state.access = access
     _install_error_handlers(app)
-    _install_routes(app)
+    _install_routes(app, access)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
@@ -104,63 +146,97 @@ def _service(request: Request) -> HandoffService:
     return request.app.state.service
 
 
+async def caller(request: Request) -> str | None:
+    """The client a request comes from (``Authorization: Bearer``); None when access is open.
+
+    Raises:
+        Unauthorized: tokens are on and the token is missing or unknown.
+    """
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return request.app.state.access.client(token.strip() if scheme.lower() == "bearer" else None)
+
+
 ThreadId = Annotated[str, PathParam(min_length=1, max_length=128, description="The thread's id.")]
+Caller = Annotated[str | None, Depends(caller)]
 
 
-def _install_routes(app: FastAPI) -> None:
+def _install_routes(app: FastAPI, access: Access) -> None:
+    # The bearer scheme is declared only when tokens are on, so the OpenAPI document says
+    # exactly what the running service asks for.
+    secured: list[Any] = [Depends(BEARER)] if access.enabled else []
+    errors = {**ERRORS, **AUTH_ERRORS} if access.enabled else ERRORS
+    auth_errors = AUTH_ERRORS if access.enabled else {}
+
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
     @app.get("/healthz")
     def health(request: Request) -> Health:
-        """Liveness, and which persistence is in use."""
+        """Liveness, and which persistence is in use (never needs a token)."""
         url = _service(request).persistence.url
         kind = "memory" if url == "memory" else "postgresql" if url.startswith("postgres") else "sqlite"
         return Health(ok=True, persistence=kind)
 
-    @app.get("/graphs")
-    def list_graphs(request: Request) -> list[GraphInfo]:
+    @app.get("/graphs", dependencies=secured, responses=auth_errors)
+    def list_graphs(request: Request, who: Caller) -> list[GraphInfo]:
         """The graphs a thread can run on."""
         return _service(request).graphs()
 
-    @app.post("/threads", status_code=status.HTTP_201_CREATED, responses=ERRORS)
-    def start_thread(request: Request, body: StartThread | None = None) -> ThreadInfo:
+    @app.post("/threads", status_code=status.HTTP_201_CREATED, responses=errors, dependencies=secured)
+    def start_thread(request: Request, who: Caller, body: StartThread | None = None) -> ThreadInfo:
         """Start a conversation (the customer-service graph unless another is named)."""
-        return _service(request).start_thread((body or StartThread()).graph)
+        return _service(request).start_thread((body or StartThread()).graph, owner=who)
 
-    @app.get("/threads/{thread_id}", responses=ERRORS)
+    @app.get("/threads/{thread_id}", responses=errors, dependencies=secured)
     def read_thread(
         request: Request,
         thread_id: ThreadId,
+        who: Caller,
         limit: Annotated[int, Query(ge=1, le=5000, description="Most recent messages to return.")] = TRANSCRIPT_LIMIT,
     ) -> ThreadState:
         """The thread's transcript, active agent, case file, handoff records and pending escalation."""
-        return _service(request).state(thread_id, limit=limit)
+        return _service(request).state(thread_id, limit=limit, owner=who)
 
-    @app.get("/threads/{thread_id}/handoffs", responses=ERRORS)
-    def read_handoffs(request: Request, thread_id: ThreadId) -> list[HandoffRecord]:
+    @app.get("/threads/{thread_id}/handoffs", responses=errors, dependencies=secured)
+    def read_handoffs(request: Request, thread_id: ThreadId, who: Caller) -> list[HandoffRecord]:
         """Every handoff record of the thread: who, why, trigger, outcome, payload, init result."""
-        return _service(request).handoffs(thread_id)
+        return _service(request).handoffs(thread_id, owner=who)
 
-    @app.post("/threads/{thread_id}/messages", responses={**STREAM_RESPONSE, **ERRORS},
-              response_model=None)
-    def send_message(request: Request, thread_id: ThreadId, body: SendMessage) -> StreamingResponse | TurnResponse:
-        """Send the user's message; the answer and handoff events stream as SSE (JSON with `stream: false`)."""
-        return _respond(_service(request).send(thread_id, body.text), stream=body.stream)
+    @app.post("/threads/{thread_id}/messages", responses={**STREAM_RESPONSE, **errors},
+              response_model=None, dependencies=secured)
+    async def send_message(
+        request: Request, thread_id: ThreadId, body: SendMessage, who: Caller
+    ) -> StreamingResponse | TurnResponse:
+        """Send the user's message; the answer and handoff events stream as SSE (JSON with `stream: false`).
 
-    @app.post("/threads/{thread_id}/escalation", responses={**STREAM_RESPONSE, **ERRORS},
-              response_model=None)
-    def answer_escalation(
-        request: Request, thread_id: ThreadId, body: AnswerEscalation
+        Send a `message_id` to make retries safe: the same id never adds the message twice.
+        """
+        turn = await run_in_threadpool(_service(request).send, thread_id, body.text,
+                                       message_id=body.message_id, owner=who)
+        return await _respond(turn, stream=body.stream)
+
+    @app.post("/threads/{thread_id}/escalation", responses={**STREAM_RESPONSE, **errors},
+              response_model=None, dependencies=secured)
+    async def answer_escalation(
+        request: Request, thread_id: ThreadId, body: AnswerEscalation, who: Caller
     ) -> StreamingResponse | TurnResponse:
         """A person answers the pending human escalation; the graph resumes (``Command(resume=...)``)."""
-        return _respond(_service(request).answer(thread_id, body), stream=body.stream)
+        turn = await run_in_threadpool(_service(request).answer, thread_id, body, owner=who)
+        return await _respond(turn, stream=body.stream)
 
 
-def _respond(events: Iterator[TurnEvent], *, stream: bool) -> StreamingResponse | TurnResponse:
+async def _respond(turn: TurnStream, *, stream: bool) -> StreamingResponse | TurnResponse:
+    """Run the accepted turn on a thread of its own; stream its events or wait for its result."""
+    events = run_in_background(turn)
     if not stream:
-        return HandoffService.result(events)
+        while (event := await events.get()) is not None:
+            if isinstance(event, DoneEvent):
+                return event.result
+            if isinstance(event, ErrorEvent):
+                raise ERRORS_BY_CODE.get(event.code, TurnFailed)(event.message)
+        raise TurnFailed("the turn ended without a result")
     return StreamingResponse(
         sse(events),
         media_type="text/event-stream",
@@ -168,13 +244,14 @@ def _respond(events: Iterator[TurnEvent], *, stream: bool) -> StreamingResponse 
     )
 
 
-async def sse(events: Iterator[TurnEvent]) -> AsyncIterator[str]:
-    """Server-sent events: ``event: <type>`` and one line of JSON data per event.
+def run_in_background(turn: TurnStream) -> asyncio.Queue[TurnEvent | None]:
+    """Start the turn now, start to end in one thread of its own; its events arrive on the queue
+    (``None`` after the last).
 
-    The turn runs start to end in one worker thread of its own (a sync
-    generator handed to Starlette would be resumed on a different pool thread
-    at every step) and finishes even if the client goes away, so the thread's
-    checkpoint is always a whole turn.
+    The turn runs to its end even if nobody reads the queue (the client went away), so the
+    thread's checkpoint is always a whole step and its lock is always released. A sync
+    generator handed to Starlette would instead be resumed on a different pool thread at
+    every step, and stop where the client left.
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[TurnEvent | None] = asyncio.Queue()
@@ -185,34 +262,65 @@ async def sse(events: Iterator[TurnEvent]) -> AsyncIterator[str]:
 
     def produce() -> None:
         try:
-            for event in events:
+            for event in turn:
                 put(event)
         except Exception as exc:  # a bug in the stream itself: report it to the client
-            put(ErrorEvent(code=TurnFailed.code, message=f"{type(exc).__name__}: {exc}"))
+            error = as_service_error(exc)
+            log.warning("turn stream failed code=%s error=%s", error.code, type(exc).__name__)
+            put(ErrorEvent(code=error.code, message=error.message))
         finally:
+            turn.close()
             put(None)
 
     threading.Thread(target=produce, name="handoff-turn", daemon=True).start()
-    while (event := await queue.get()) is not None:
+    return queue
+
+
+async def sse(events: asyncio.Queue[TurnEvent | None]) -> AsyncIterator[str]:
+    """Server-sent events: ``event: <type>`` and one line of JSON data per event."""
+    while (event := await events.get()) is not None:
         data = json.dumps(event.model_dump(mode="json"), ensure_ascii=False)
         yield f"event: {event.type}\ndata: {data}\n\n"
 
 
-def _error(status_code: int, code: str, message: str, fields: list[dict[str, Any]] | None = None) -> JSONResponse:
+def _error(
+    status_code: int, code: str, message: str, fields: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body: dict[str, Any] = {"code": code, "message": message}
     if fields is not None:
         body["fields"] = fields
-    return JSONResponse(status_code=status_code, content={"error": body})
+    return JSONResponse(status_code=status_code, content={"error": body}, headers=headers)
+
+
+def _headers(exc: ServiceError) -> dict[str, str] | None:
+    headers: dict[str, str] = {}
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    return headers or None
 
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.message)
+        return _error(exc.status, exc.code, exc.message, headers=_headers(exc))
 
     @app.exception_handler(PersistenceError)
     async def persistence_error(request: Request, exc: PersistenceError) -> JSONResponse:
-        return _error(status.HTTP_503_SERVICE_UNAVAILABLE, "persistence_unavailable", str(exc))
+        return _error(status.HTTP_503_SERVICE_UNAVAILABLE, PersistenceUnavailable.code, str(exc),
+                      headers={"Retry-After": "1"})
+
+    import psycopg
+    import psycopg_pool
+
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(psycopg.InterfaceError)
+    @app.exception_handler(psycopg_pool.PoolTimeout)
+    async def database_down(request: Request, exc: Exception) -> JSONResponse:
+        error = as_service_error(exc)
+        return _error(error.status, error.code, error.message, headers=_headers(error))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -246,5 +354,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--db", default=None, help="memory, a .sqlite path, or postgresql://...")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args()
-    uvicorn.run(create_app(args.db), host=args.host, port=args.port)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(args.db), host=args.host, port=args.port, log_level=args.log_level)

@@ -1,18 +1,29 @@
 """The embedding API: conversations with the handoff graphs, for any application.
 
 ``HandoffService`` owns one persistence (memory, SQLite or PostgreSQL, see
-graphs/persistence.py) and compiles each graph once against it. Several
-services on one PostgreSQL database share their threads: any of them may take
-a conversation's next turn or answer its pending escalation.
+graphs/persistence.py and service/storage.py) and compiles each graph once
+against it. Several services on one PostgreSQL database share their threads:
+any of them may take a conversation's next turn or answer its pending
+escalation.
 
 Turns are streams of typed events (``service.models.TurnEvent``): handoff
 events as the gate emits them, each node's step, what agents say, a pending
-escalation, then ``done`` with the whole result. ``send`` and ``answer`` check
-the request before they return the stream, so errors surface before any event.
+escalation, then ``done`` with the whole result. ``send`` and ``answer`` take
+the thread's turn lock and check the request before they return the stream,
+so refusals (busy, unknown thread, ...) surface before any event.
+
+A thread runs one turn at a time (service/locks.py: an advisory lock on
+PostgreSQL, shared by every worker). Each turn streams with
+``durability="sync"`` and the run config of ``HandoffSession`` (tracing
+metadata, tags and masking), so a worker killed mid-turn leaves the thread at
+the last finished step; the next request on the thread completes that run
+before anything else. A message sent with a ``message_id`` the thread already
+holds is never added twice (see ``send``).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -21,49 +32,56 @@ from datetime import UTC, datetime
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import HumanMessage
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Command, StateSnapshot
+from langgraph.types import Command
 
 from graphs.gate import GATE
 from graphs.human import HumanAnswer
 from graphs.intake import INTAKE
 from graphs.journal import Journal
-from graphs.persistence import Persistence, open_persistence
+from graphs.persistence import Persistence
 from graphs.registry import GRAPHS, GraphEntry
 from graphs.session import HandoffSession
 from service.errors import (
+    ERRORS_BY_CODE,
     EscalationNotFound,
     EscalationPending,
     InvalidAnswer,
+    MessageIdReused,
     NoPendingEscalation,
     ThreadBusy,
     ThreadNotFound,
     TurnFailed,
     UnknownGraph,
 )
+from service.locks import TurnLock, TurnLocks, turn_locks_for
 from service.models import (
     DEFAULT_GRAPH,
     AnswerEscalation,
-    ChatMessage,
     DoneEvent,
     ErrorEvent,
     Escalation,
-    EscalationEvent,
     GraphInfo,
-    MessageEvent,
-    StepEvent,
     ThreadInfo,
     ThreadState,
     TurnEvent,
     TurnResponse,
 )
-from state import HandoffEvent, HandoffRecord
+from service.storage import open_service_persistence
+from service.transcript import chat_messages, find_sent, pending_escalation, unfinished
+from service.turns import TurnStream, complete_run, replay_turn, run_turn
+from service.turns import config as _config
+from state import HandoffRecord
 
 THREADS_NAMESPACE = ("handoff", "threads")
-"""Store namespace of the service's thread registry: thread id -> graph name, creation time."""
+"""Store namespace of the service's thread registry: thread id -> graph name, creation time, owner."""
 NOT_AGENTS = frozenset({"__start__", "__end__", INTAKE, GATE})
 TRANSCRIPT_LIMIT = 200
+
+log = logging.getLogger("service")
+"""The service's own log: thread ids, graph and agent names, codes and timings; never message
+texts, case files, tokens or exception messages (which may quote them)."""
 
 
 class HandoffService:
@@ -75,6 +93,7 @@ class HandoffService:
         *,
         model: BaseChatModel | None = None,
         graphs: Mapping[str, GraphEntry] | None = None,
+        locks: TurnLocks | None = None,
     ) -> None:
         """Serve ``graphs`` over ``persistence``.
 
@@ -82,20 +101,30 @@ class HandoffService:
             persistence: Checkpointer and store, from ``open_persistence``.
             model: The chat model for every graph; the environment's (or offline) by default.
             graphs: The graphs served, by name; the registry's by default.
+            locks: Per-thread turn locks; advisory locks on PostgreSQL, in-process ones otherwise.
         """
         self.persistence = persistence
         self.model = model
         self.entries = dict(graphs if graphs is not None else GRAPHS)
+        self.locks = locks if locks is not None else turn_locks_for(persistence.url)
         self._compiled: dict[str, CompiledStateGraph] = {}
         self._compile_lock = threading.Lock()
-        self._turn_locks: dict[str, threading.Lock] = {}
 
     @classmethod
     @contextmanager
     def open(cls, url: str = "memory", **kwargs: Any) -> Iterator[HandoffService]:
-        """A service over ``open_persistence(url)``, closed on exit; kwargs go to the constructor."""
-        with open_persistence(url) as persistence:
-            yield cls(persistence, **kwargs)
+        """A service over ``url`` (pooled connections on PostgreSQL), closed on exit; kwargs go to
+        the constructor."""
+        with open_service_persistence(url) as persistence:
+            service = cls(persistence, **kwargs)
+            try:
+                yield service
+            finally:
+                service.close()
+
+    def close(self) -> None:
+        """Release the turn locks' connections (the persistence is closed by whoever opened it)."""
+        self.locks.close()
 
     # graphs -----------------------------------------------------------------
 
@@ -120,26 +149,39 @@ class HandoffService:
 
     # threads ----------------------------------------------------------------
 
-    def start_thread(self, graph: str = DEFAULT_GRAPH) -> ThreadInfo:
-        """Register a new conversation on ``graph``."""
+    def start_thread(self, graph: str = DEFAULT_GRAPH, *, owner: str | None = None) -> ThreadInfo:
+        """Register a new conversation on ``graph``; its id is a random UUID4 (unguessable).
+
+        Args:
+            graph: The graph's name.
+            owner: Who may use the thread when access tokens are on (see ``thread``).
+        """
         self.graph(graph)
         info = ThreadInfo(thread_id=uuid.uuid4().hex, graph=graph, created_at=datetime.now(UTC))
-        self.persistence.store.put(
-            THREADS_NAMESPACE, info.thread_id, info.model_dump(mode="json", exclude={"thread_id"}),
-            index=False,
-        )
+        value = {**info.model_dump(mode="json", exclude={"thread_id"}), "owner": owner}
+        self.persistence.store.put(THREADS_NAMESPACE, info.thread_id, value, index=False)
+        log.info("thread started thread=%s graph=%s owner=%s", info.thread_id, graph, owner or "-")
         return info
 
-    def thread(self, thread_id: str) -> ThreadInfo:
-        """The thread's registration; ThreadNotFound if this service never started it."""
-        item = self.persistence.store.get(THREADS_NAMESPACE, thread_id)
-        if item is None:
-            raise ThreadNotFound(f"no thread {thread_id!r}; start one with POST /threads")
-        return ThreadInfo(thread_id=thread_id, **item.value)
+    def thread(self, thread_id: str, *, owner: str | None = None) -> ThreadInfo:
+        """The thread's registration.
 
-    def state(self, thread_id: str, limit: int = TRANSCRIPT_LIMIT) -> ThreadState:
+        Args:
+            thread_id: The thread.
+            owner: When given, the thread must have been started by this owner; another
+                owner's thread is reported exactly like a missing one, so ids do not leak.
+
+        Raises:
+            ThreadNotFound: never started here, or (with ``owner``) started by someone else.
+        """
+        item = self.persistence.store.get(THREADS_NAMESPACE, thread_id)
+        if item is None or (owner is not None and item.value.get("owner") != owner):
+            raise ThreadNotFound(f"no thread {thread_id!r}; start one with POST /threads")
+        return ThreadInfo(thread_id=thread_id, graph=item.value["graph"], created_at=item.value["created_at"])
+
+    def state(self, thread_id: str, limit: int = TRANSCRIPT_LIMIT, *, owner: str | None = None) -> ThreadState:
         """The thread's transcript (last ``limit`` messages), agent, case file, handoffs, escalation."""
-        info = self.thread(thread_id)
+        info = self.thread(thread_id, owner=owner)
         graph = self.graph(info.graph)
         snapshot = graph.get_state(_config(thread_id))
         values = snapshot.values or {}
@@ -158,166 +200,127 @@ class HandoffService:
             escalation=pending_escalation(snapshot),
         )
 
-    def handoffs(self, thread_id: str) -> list[HandoffRecord]:
+    def handoffs(self, thread_id: str, *, owner: str | None = None) -> list[HandoffRecord]:
         """Every handoff record of the thread, oldest first."""
-        info = self.thread(thread_id)
+        info = self.thread(thread_id, owner=owner)
         return self._records(self.graph(info.graph), thread_id)
 
-    def escalation(self, thread_id: str) -> Escalation | None:
+    def escalation(self, thread_id: str, *, owner: str | None = None) -> Escalation | None:
         """The escalation the thread waits on, or None."""
-        info = self.thread(thread_id)
+        info = self.thread(thread_id, owner=owner)
         return pending_escalation(self.graph(info.graph).get_state(_config(thread_id)))
 
     # turns ------------------------------------------------------------------
 
-    def send(self, thread_id: str, text: str) -> Iterator[TurnEvent]:
+    def send(
+        self, thread_id: str, text: str, *, message_id: str | None = None, owner: str | None = None
+    ) -> TurnStream:
         """Take the user's message; returns the turn's event stream (run as it is read).
 
-        Raises (before any event): ThreadNotFound, ThreadBusy, EscalationPending.
-        """
-        info = self.thread(thread_id)
-        self._check_idle(thread_id)
-        pending = self.escalation(thread_id)
-        if pending is not None:
-            raise EscalationPending(
-                f"thread {thread_id!r} is waiting for a person to answer escalation {pending.id!r}; "
-                "answer it before sending another message"
-            )
-        return self._turn(info, {"messages": [HumanMessage(content=text)]})
+        With a ``message_id`` the thread already holds (a retry), nothing is added:
+        if the turn it started was interrupted it is completed, otherwise its outcome
+        is returned; either way the result says ``duplicate=True``. Before a new
+        message, a run that an earlier worker left unfinished is completed first.
 
-    def answer(self, thread_id: str, answer: AnswerEscalation) -> Iterator[TurnEvent]:
+        Raises (before any event): ThreadNotFound, ThreadBusy, EscalationPending,
+        MessageIdReused, PersistenceUnavailable, TurnInterrupted, TurnFailed.
+        """
+        info = self.thread(thread_id, owner=owner)
+        graph = self.graph(info.graph)
+        lock = self._acquire(thread_id)
+        try:
+            snapshot = graph.get_state(_config(thread_id))
+            if message_id is not None:
+                sent = find_sent(Journal(graph.store, thread_id), snapshot.values or {}, message_id)
+                if sent is not None:
+                    if str(sent.message.content) != text:
+                        raise MessageIdReused(
+                            f"message_id {message_id!r} was already used on thread {thread_id!r} "
+                            "for a different message; use a new id for a new message")
+                    log.info("duplicate message thread=%s message_id=%s", thread_id, message_id)
+                    if sent.latest and unfinished(snapshot):
+                        return TurnStream(run_turn(graph, info.graph, thread_id, None, lock, message_id,
+                                                   duplicate=True), lock)
+                    return TurnStream(replay_turn(graph, thread_id, sent, lock), lock)
+            if unfinished(snapshot):
+                complete_run(graph, info.graph, thread_id, lock)
+                snapshot = graph.get_state(_config(thread_id))
+            pending = pending_escalation(snapshot)
+            if pending is not None:
+                raise EscalationPending(
+                    f"thread {thread_id!r} is waiting for a person to answer escalation {pending.id!r}; "
+                    "answer it before sending another message"
+                )
+            message = HumanMessage(content=text, id=message_id or uuid.uuid4().hex)
+            return TurnStream(run_turn(graph, info.graph, thread_id, {"messages": [message]}, lock, message.id),
+                              lock)
+        except BaseException:
+            lock.release()
+            raise
+
+    def answer(self, thread_id: str, answer: AnswerEscalation, *, owner: str | None = None) -> TurnStream:
         """Resume the thread with a person's answer (``Command(resume=...)``); returns the event stream.
 
         Raises (before any event): ThreadNotFound, ThreadBusy, NoPendingEscalation,
         EscalationNotFound (``escalation_id`` is not the pending one), InvalidAnswer.
         """
-        info = self.thread(thread_id)
-        self._check_idle(thread_id)
-        pending = self.escalation(thread_id)
-        if pending is None:
-            raise NoPendingEscalation(f"thread {thread_id!r} has no pending human escalation to answer")
-        if answer.escalation_id is not None and answer.escalation_id != pending.id:
-            raise EscalationNotFound(
-                f"escalation {answer.escalation_id!r} is not pending on thread {thread_id!r}; "
-                f"the pending one is {pending.id!r}"
-            )
-        agents = [a for a in agent_names(self.graph(info.graph)) if a != pending.node]
-        if answer.hand_back_to is not None and answer.hand_back_to not in agents:
-            raise InvalidAnswer(f"cannot hand back to {answer.hand_back_to!r}; agents: {', '.join(agents)}")
-        resume = HumanAnswer(reply=answer.reply, hand_back_to=answer.hand_back_to,
-                             case_file_updates=answer.case_file_updates).model_dump()
-        return self._turn(info, Command(resume={pending.id: resume}))
+        info = self.thread(thread_id, owner=owner)
+        graph = self.graph(info.graph)
+        lock = self._acquire(thread_id)
+        try:
+            snapshot = graph.get_state(_config(thread_id))
+            if unfinished(snapshot):
+                complete_run(graph, info.graph, thread_id, lock)
+                snapshot = graph.get_state(_config(thread_id))
+            pending = pending_escalation(snapshot)
+            if pending is None:
+                raise NoPendingEscalation(f"thread {thread_id!r} has no pending human escalation to answer")
+            if answer.escalation_id is not None and answer.escalation_id != pending.id:
+                raise EscalationNotFound(
+                    f"escalation {answer.escalation_id!r} is not pending on thread {thread_id!r}; "
+                    f"the pending one is {pending.id!r}"
+                )
+            agents = [a for a in agent_names(graph) if a != pending.node]
+            if answer.hand_back_to is not None and answer.hand_back_to not in agents:
+                raise InvalidAnswer(f"cannot hand back to {answer.hand_back_to!r}; agents: {', '.join(agents)}")
+            resume = HumanAnswer(reply=answer.reply, hand_back_to=answer.hand_back_to,
+                                 case_file_updates=answer.case_file_updates).model_dump()
+            command = Command(resume={pending.id: resume})
+            return TurnStream(run_turn(graph, info.graph, thread_id, command, lock, None), lock)
+        except BaseException:
+            lock.release()
+            raise
 
     @staticmethod
     def result(events: Iterable[TurnEvent]) -> TurnResponse:
-        """Run a turn's stream to its end and return the result; a failed turn raises TurnFailed."""
+        """Run a turn's stream to its end and return the result.
+
+        Raises:
+            TurnFailed, PersistenceUnavailable, TurnInterrupted: the stream ended with that error.
+        """
+        outcome: DoneEvent | ErrorEvent | None = None
         for event in events:
-            if isinstance(event, DoneEvent):
-                return event.result
-            if isinstance(event, ErrorEvent):
-                raise TurnFailed(event.message)
+            if isinstance(event, DoneEvent | ErrorEvent):
+                outcome = event
+        if isinstance(outcome, DoneEvent):
+            return outcome.result
+        if isinstance(outcome, ErrorEvent):
+            raise ERRORS_BY_CODE.get(outcome.code, TurnFailed)(outcome.message)
         raise TurnFailed("the turn ended without a result")
 
-    def _check_idle(self, thread_id: str) -> None:
-        if self._lock(thread_id).locked():
-            raise ThreadBusy(f"thread {thread_id!r} is already running a turn; wait for it to finish")
-
-    def _lock(self, thread_id: str) -> threading.Lock:
-        with self._compile_lock:
-            return self._turn_locks.setdefault(thread_id, threading.Lock())
-
-    def _turn(self, info: ThreadInfo, graph_input: Any) -> Iterator[TurnEvent]:
-        lock = self._lock(info.thread_id)
-        if not lock.acquire(blocking=False):
-            yield ErrorEvent(code=ThreadBusy.code, message=f"thread {info.thread_id!r} is already running a turn")
-            return
-        try:
-            graph = self.graph(info.graph)
-            events: list[HandoffEvent] = []
-            said: list[ChatMessage] = []
-            try:
-                for mode, chunk in graph.stream(graph_input, _config(info.thread_id),
-                                                stream_mode=["custom", "updates"]):
-                    if mode == "custom":
-                        if isinstance(chunk, dict) and chunk.get("type") == "handoff":
-                            event = HandoffEvent.model_validate(chunk)
-                            events.append(event)
-                            yield event
-                        continue
-                    for node, update in (chunk or {}).items():
-                        if node.startswith("__"):
-                            continue
-                        yield StepEvent(node=node)
-                        for message in chat_messages((update or {}).get("messages") or []):
-                            said.append(message)
-                            yield MessageEvent(message=message)
-            except Exception as exc:  # the stream has begun: report, do not raise
-                yield ErrorEvent(code=TurnFailed.code, message=f"{type(exc).__name__}: {exc}")
-                return
-            result = self._response(graph, info.thread_id, events, said)
-            if result.escalation is not None:
-                yield EscalationEvent(escalation=result.escalation)
-            yield DoneEvent(result=result)
-        finally:
-            lock.release()
-
-    def _response(
-        self, graph: CompiledStateGraph, thread_id: str, events: list[HandoffEvent], said: list[ChatMessage]
-    ) -> TurnResponse:
-        snapshot = graph.get_state(_config(thread_id))
-        values = snapshot.values or {}
-        reply = next((m.text for m in reversed(said) if m.role == "agent"), "")
-        return TurnResponse(
-            thread_id=thread_id,
-            reply=reply,
-            active_agent=values.get("active_agent"),
-            messages=said,
-            events=events,
-            handoffs=self._records(graph, thread_id),
-            case_file=values.get("case_file") or {},
-            escalation=pending_escalation(snapshot),
-        )
+    def _acquire(self, thread_id: str) -> TurnLock:
+        lock = self.locks.acquire(thread_id)
+        if lock is None:
+            log.info("thread busy thread=%s", thread_id)
+            raise ThreadBusy(f"thread {thread_id!r} is running another turn; nothing was done with this "
+                             "request: send it again when that turn has finished")
+        return lock
 
     @staticmethod
     def _records(graph: CompiledStateGraph, thread_id: str) -> list[HandoffRecord]:
         return HandoffSession(graph, thread_id).records()
 
 
-def _config(thread_id: str) -> dict[str, Any]:
-    return {"configurable": {"thread_id": thread_id}}
-
-
 def agent_names(graph: CompiledStateGraph) -> list[str]:
     """The graph's agent nodes (the human included), in declaration order."""
     return [n for n in graph.nodes if n not in NOT_AGENTS]
-
-
-def chat_messages(messages: Iterable[BaseMessage]) -> list[ChatMessage]:
-    """Messages as the user sees them; AI messages with no text (bare tool calls) are left out."""
-    out: list[ChatMessage] = []
-    for message in messages:
-        if isinstance(message, HumanMessage):
-            out.append(ChatMessage(role="user", text=message.text))
-        elif isinstance(message, AIMessage) and message.text.strip():
-            out.append(ChatMessage(role="agent", agent=message.name, text=message.text))
-        elif isinstance(message, ToolMessage):
-            out.append(ChatMessage(role="tool", agent=message.name, text=message.text))
-    return out
-
-
-def pending_escalation(snapshot: StateSnapshot) -> Escalation | None:
-    """The first pending interrupt of the snapshot's tasks, as an Escalation; None when none waits."""
-    for task in snapshot.tasks:
-        for pending in task.interrupts:
-            value = pending.value
-            fields = value if isinstance(value, dict) else {"question": str(value)}
-            return Escalation(
-                id=pending.id,
-                node=task.name,
-                source=str(fields.get("source") or ""),
-                reason=str(fields.get("reason") or ""),
-                briefing=str(fields.get("briefing") or ""),
-                question=str(fields.get("question") or ""),
-                value=value,
-            )
-    return None

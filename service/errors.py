@@ -6,18 +6,29 @@ from typing import ClassVar
 
 
 class ServiceError(Exception):
-    """A request the service refuses; ``status`` is the HTTP status that fits."""
+    """A request the service refuses; ``status`` is the HTTP status that fits.
+
+    ``retry_after`` (seconds), when set, is sent as the ``Retry-After`` header:
+    the same request may succeed later, unchanged.
+    """
 
     status: ClassVar[int] = 500
     code: ClassVar[str] = "service_error"
+    retry_after: ClassVar[int | None] = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
 
+class Unauthorized(ServiceError):
+    """Access tokens are on and the request carries none, or an unknown one."""
+
+    status, code = 401, "unauthorized"
+
+
 class ThreadNotFound(ServiceError):
-    """No thread with this id was started through the service."""
+    """No thread with this id was started through the service (or, with tokens on, by this client)."""
 
     status, code = 404, "thread_not_found"
 
@@ -34,10 +45,16 @@ class InvalidAnswer(ServiceError):
     status, code = 422, "invalid_answer"
 
 
-class ThreadBusy(ServiceError):
-    """A turn is already running on the thread."""
+class MessageIdReused(ServiceError):
+    """The ``message_id`` was already used on this thread for a message with another text."""
 
-    status, code = 409, "thread_busy"
+    status, code = 422, "message_id_reused"
+
+
+class ThreadBusy(ServiceError):
+    """A turn is already running on the thread (on this worker or another one); nothing was done."""
+
+    status, code, retry_after = 409, "thread_busy", 1
 
 
 class EscalationPending(ServiceError):
@@ -62,3 +79,50 @@ class TurnFailed(ServiceError):
     """The graph raised while running the turn."""
 
     status, code = 500, "turn_failed"
+
+
+class PersistenceUnavailable(ServiceError):
+    """The database could not be reached; the thread stays at its last checkpoint."""
+
+    status, code, retry_after = 503, "persistence_unavailable", 1
+
+
+class TurnInterrupted(ServiceError):
+    """The turn stopped between two steps because its thread lock was lost (the database restarted)."""
+
+    status, code, retry_after = 503, "turn_interrupted", 1
+
+
+ERRORS_BY_CODE: dict[str, type[ServiceError]] = {
+    cls.code: cls for cls in (TurnFailed, PersistenceUnavailable, TurnInterrupted, ThreadBusy)
+}
+"""Error events a turn stream can end with, by code (``HandoffService.result`` raises them)."""
+
+
+class LockLost(RuntimeError):
+    """A turn's thread lock is no longer held (its database session ended); see service/locks.py."""
+
+
+def as_service_error(exc: BaseException) -> ServiceError:
+    """What a failure inside a turn means to the client: database down, lock lost, or a failed turn."""
+    if isinstance(exc, ServiceError):
+        return exc
+    if isinstance(exc, LockLost):
+        return TurnInterrupted(
+            "the turn stopped at its last checkpoint because the thread's lock was lost (the database "
+            "restarted); send the same message with the same message_id to complete it")
+    if is_unavailable(exc):
+        return PersistenceUnavailable(
+            f"the database is unavailable ({type(exc).__name__}); the thread is at its last checkpoint: "
+            "send the same message with the same message_id to complete the turn")
+    return TurnFailed(f"{type(exc).__name__}: {exc}")
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` says the database is unreachable (connection lost, pool timed out)."""
+    try:
+        import psycopg
+        import psycopg_pool
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        return False
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | psycopg_pool.PoolTimeout)

@@ -31,10 +31,19 @@ class StartThread(Request):
     graph: str = Field(default=DEFAULT_GRAPH, description="Graph name; see GET /graphs.")
 
 
+MESSAGE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+
+
 class SendMessage(Request):
     """The user's next message."""
 
     text: str = Field(max_length=MAX_MESSAGE_CHARS, description="What the user says (not blank).")
+    message_id: str | None = Field(
+        default=None, pattern=MESSAGE_ID_PATTERN,
+        description="The client's id for this message (e.g. a UUID). Sending it again, after a lost "
+        "connection or a 5xx, never adds the message twice: the service completes the turn it started "
+        "if that was interrupted, or returns its outcome with `duplicate: true`.",
+    )
     stream: bool = Field(default=True, description="Answer as server-sent events; JSON when false.")
 
     @field_validator("text")
@@ -115,6 +124,13 @@ class TurnResponse(BaseModel):
     """What one turn (a message, or a person's answer) produced."""
 
     thread_id: str
+    message_id: str | None = Field(
+        default=None, description="Id of the user message this turn answered (the client's or the service's)."
+    )
+    duplicate: bool = Field(
+        default=False, description="The message had been accepted before: it was not added again; the turn "
+        "it started was completed if it had been interrupted, and this is its outcome.",
+    )
     reply: str = Field(description="The last thing said to the user this turn; '' when none.")
     active_agent: str | None
     messages: list[ChatMessage] = Field(description="What was said this turn.")

@@ -267,8 +267,13 @@ def test_the_web_chat_and_its_assets_are_served(client: TestClient) -> None:
 def test_a_thread_runs_one_turn_at_a_time() -> None:
     with HandoffService.open("memory", model=OfflineChatModel()) as service:
         thread_id = service.start_thread().thread_id
-        with service._lock(thread_id), pytest.raises(ThreadBusy):
-            service.send(thread_id, HELLO)
+        held = service.locks.acquire(thread_id)
+        assert held is not None
+        try:
+            with pytest.raises(ThreadBusy):
+                service.send(thread_id, HELLO)
+        finally:
+            held.release()
         assert service.result(service.send(thread_id, HELLO)).active_agent == "general_support"
 
 

@@ -1,14 +1,18 @@
 // The handoff web chat: one page, no build step. Talks to the service's JSON and
 // server-sent-event endpoints; the thread id lives in the URL (#thread=...), so a
 // reload, or another browser on the same service, resumes the conversation.
+// When the service requires access tokens (HANDOFF_API_TOKENS), the page asks for
+// one on the first 401 and keeps it in this browser's localStorage.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+const TOKEN_KEY = "handoff-token";
 const page = {
   threadId: null,
   graphs: [],
   busy: false,
   escalationId: null,
+  token: localStorage.getItem(TOKEN_KEY) || "",
 };
 
 // ---------------------------------------------------------------- helpers
@@ -56,13 +60,34 @@ function setBusy(busy) {
 }
 
 async function api(method, path, body) {
+  const headers = body === undefined ? {} : { "Content-Type": "application/json" };
+  if (page.token) headers.Authorization = `Bearer ${page.token}`;
   const response = await fetch(path, {
     method,
-    headers: body === undefined ? {} : { "Content-Type": "application/json" },
+    headers,
     body: body === undefined ? undefined : JSON.stringify(body),
   });
+  if (response.status === 401) askForToken();
   if (!response.ok) throw await apiError(response);
   return response;
+}
+
+// ---------------------------------------------------------------- access token
+
+function askForToken() {
+  $("token-form").hidden = false;
+  $("token").focus();
+}
+
+function saveToken(event) {
+  event.preventDefault();
+  page.token = $("token").value.trim();
+  if (page.token) localStorage.setItem(TOKEN_KEY, page.token);
+  else localStorage.removeItem(TOKEN_KEY);
+  $("token").value = "";
+  $("token-form").hidden = true;
+  showError("");
+  start().catch((error) => showError(error.message));
 }
 
 async function apiError(response) {
@@ -327,6 +352,7 @@ async function start() {
   const graphs = await (await api("GET", "/graphs")).json();
   page.graphs = graphs;
   const select = $("graph");
+  select.replaceChildren();
   for (const graph of graphs) {
     const option = el("option", {}, graph.title);
     option.value = graph.name;
@@ -351,6 +377,7 @@ $("text").addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey) sendMessage(event);
 });
 $("esc-form").addEventListener("submit", answerEscalation);
+$("token-form").addEventListener("submit", saveToken);
 $("new-thread").addEventListener("click", () => newThread().catch((e) => showError(e.message)));
 $("graph").addEventListener("change", () => newThread().catch((e) => showError(e.message)));
 start().catch((error) => showError(error.message));

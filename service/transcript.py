@@ -1,0 +1,89 @@
+"""A thread's messages as people see them, its pending escalation, and finding a message sent before."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langgraph.types import StateSnapshot
+
+from graphs.journal import Journal
+from service.models import ChatMessage, Escalation
+
+LOOKBACK = 50
+"""A retried message is recognised while it is among the thread's last this-many messages."""
+
+
+def chat_messages(messages: Iterable[BaseMessage]) -> list[ChatMessage]:
+    """Messages as the user sees them; AI messages with no text (bare tool calls) are left out."""
+    out: list[ChatMessage] = []
+    for message in messages:
+        if isinstance(message, HumanMessage):
+            out.append(ChatMessage(role="user", text=message.text))
+        elif isinstance(message, AIMessage) and message.text.strip():
+            out.append(ChatMessage(role="agent", agent=message.name, text=message.text))
+        elif isinstance(message, ToolMessage):
+            out.append(ChatMessage(role="tool", agent=message.name, text=message.text))
+    return out
+
+
+def pending_escalation(snapshot: StateSnapshot) -> Escalation | None:
+    """The first pending interrupt of the snapshot's tasks, as an Escalation; None when none waits."""
+    for task in snapshot.tasks:
+        for pending in task.interrupts:
+            value = pending.value
+            fields = value if isinstance(value, dict) else {"question": str(value)}
+            return Escalation(
+                id=pending.id,
+                node=task.name,
+                source=str(fields.get("source") or ""),
+                reason=str(fields.get("reason") or ""),
+                briefing=str(fields.get("briefing") or ""),
+                question=str(fields.get("question") or ""),
+                value=value,
+            )
+    return None
+
+
+def unfinished(snapshot: StateSnapshot) -> bool:
+    """True when the thread's last run stopped before its end (its worker died, its database went
+    away), not because it waits for a person.
+
+    ``snapshot.tasks``, not ``snapshot.next``: a task that finished but whose step was never
+    checkpointed has its writes saved and is left out of ``next``, yet the run still has to go
+    on from it (``graph.stream(None)`` applies those writes and continues). Sending new input
+    instead would drop them and leave the user's message to be archived a second time.
+    """
+    return bool(snapshot.tasks) and not any(task.interrupts for task in snapshot.tasks)
+
+
+@dataclass(frozen=True)
+class SentBefore:
+    """A user message found in the thread, with what followed it in its turn."""
+
+    message: HumanMessage
+    after: list[BaseMessage]
+    latest: bool
+    """It is the thread's most recent user message."""
+
+
+def find_sent(journal: Journal, values: Mapping[str, Any], message_id: str) -> SentBefore | None:
+    """The user message ``message_id`` if the thread holds it: in the checkpoint's window
+    (where it is before intake has archived it) or among the journal's last ``LOOKBACK`` messages."""
+    found = _find(list(values.get("messages") or []), message_id)
+    if found is None:
+        found = _find(journal.messages(int(values.get("transcript_len") or 0), last=LOOKBACK), message_id)
+    return found
+
+
+def _find(messages: list[BaseMessage], message_id: str) -> SentBefore | None:
+    humans = [i for i, m in enumerate(messages) if isinstance(m, HumanMessage)]
+    for position in humans:
+        if messages[position].id == message_id:
+            following = [i for i in humans if i > position]
+            end = following[0] if following else len(messages)
+            return SentBefore(cast(HumanMessage, messages[position]), messages[position + 1:end],
+                              latest=not following)
+    return None
