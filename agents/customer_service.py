@@ -30,7 +30,7 @@ class SupportCaseFile(CaseFile):
     steps_tried: list[str] = Field(default_factory=list)
     service_status: str | None = None
     invoice_id: str | None = Field(default=None, pattern=r"^INV-\d+$")
-    amount: float | None = Field(default=None, ge=0)
+    amount: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     refund_ids: list[str] = Field(default_factory=list)
     ticket_id: str | None = None
     sentiment: Literal["calm", "frustrated", "angry"] | None = None

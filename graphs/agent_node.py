@@ -266,10 +266,26 @@ def _tool_note(call: dict[str, Any], text: str) -> ToolMessage:
     return ToolMessage(content=text, tool_call_id=call["id"], name=call["name"], status="error")
 
 
+STORABLE_INTS = range(-(2**63), 2**64)
+"""Integers a checkpoint (msgpack) can hold."""
+
+
+def _storable(value: Any) -> Any:
+    """``value`` with integers too wide for a checkpoint written as text (the gate then judges them)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value not in STORABLE_INTS:
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
+
+
 def _named(message: BaseMessage, name: str) -> AIMessage:
     if not isinstance(message, AIMessage):
         message = AIMessage(content=str(message.content))
-    return message.model_copy(update={"name": name})
+    tool_calls = [{**call, "args": _storable(call["args"])} for call in message.tool_calls]
+    return message.model_copy(update={"name": name, "tool_calls": tool_calls})
 
 
 def _prompt_tokens(ai: AIMessage, prompt: list[BaseMessage]) -> int:

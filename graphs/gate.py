@@ -7,6 +7,7 @@ changes only in what the outcome calls for.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -45,6 +46,9 @@ class GatePolicy(BaseModel):
     fallback: str | None = Field(
         default=None, description="Where unrecoverable rejections go; the default agent if None."
     )
+    max_payload_chars: int = Field(
+        default=8000, ge=100, description="Largest handoff payload (as JSON) the gate accepts."
+    )
 
 
 Check = Callable[..., HandoffRejection | None]
@@ -75,6 +79,13 @@ def validate(
         return None, HandoffRejection(
             code="edge_not_allowed",
             message=f"{request.source} may not hand to {request.target}; allowed: {allowed}",
+        )
+    size = len(json.dumps(request.payload, default=str))
+    if size > policy.max_payload_chars:
+        return None, HandoffRejection(
+            code="invalid_payload",
+            message=f"payload for {request.target} is {size} characters; the limit is "
+            f"{policy.max_payload_chars}: summarise instead of copying the conversation",
         )
     try:
         payload = receiver.payload_schema.model_validate(request.payload)

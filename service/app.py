@@ -36,9 +36,10 @@ from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from graphs.persistence import PersistenceError
-from graphs.registry import GraphEntry
+from graphs.registry import GRAPHS, GraphEntry
 from graphs.settings import StorageSettings
 from service.auth import Access, tokens_from_env
 from service.embedding import TRANSCRIPT_LIMIT, HandoffService
@@ -87,7 +88,15 @@ STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
         "model": TurnResponse,
         "description": "Server-sent turn events (`stream: true`: step, message, handoff, escalation, "
         "then done or error), or the turn's JSON result (`stream: false`).",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": {"text/event-stream": {"itemSchema": {
+            "type": "object",
+            "description": "One server-sent event: its name, and its TurnEvent as one line of JSON.",
+            "required": ["event", "data"],
+            "properties": {
+                "event": {"enum": ["handoff", "step", "message", "escalation", "done", "error"]},
+                "data": {"type": "string", "contentMediaType": "application/json"},
+            },
+        }}},
     },
 }
 BEARER = HTTPBearer(auto_error=False, description="A token of HANDOFF_API_TOKENS (only when tokens are on).")
@@ -138,8 +147,23 @@ def create_app(
     app.state.access = access
     _install_error_handlers(app)
     _install_routes(app, access)
+    _document_graphs(app, sorted(graphs if graphs is not None else GRAPHS))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def _document_graphs(app: FastAPI, names: list[str]) -> None:
+    """The OpenAPI document names the graphs this app serves as the only values of ``graph``."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            graph = build()["components"]["schemas"]["StartThread"]["properties"]["graph"]
+            graph.pop("maxLength", None)  # the enum bounds it
+            graph["enum"] = names
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _service(request: Request) -> HandoffService:
@@ -321,6 +345,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def database_down(request: Request, exc: Exception) -> JSONResponse:
         error = as_service_error(exc)
         return _error(error.status, error.code, error.message, headers=_headers(error))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == status.HTTP_400_BAD_REQUEST:  # FastAPI could not read the body at all
+            return _error(422, "invalid_request", f"body: {exc.detail} (send UTF-8 JSON)",
+                          [{"loc": ["body"], "msg": str(exc.detail), "type": "body_unreadable"}])
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, Literal
 
@@ -11,6 +12,12 @@ from graphs.session import MAX_MESSAGE_CHARS
 from state import HandoffEvent, HandoffRecord
 
 DEFAULT_GRAPH = "customer-service"
+NAME_CHARS = 64
+"""Longest graph or agent name a request may carry."""
+NOT_BLANK: dict[str, Any] = {"minLength": 1, "not": {"pattern": r"^\s*$"}}
+"""What the OpenAPI document says of a text that must not be blank (the validators say why)."""
+STORABLE_INTS = range(-(2**63), 2**64)
+"""Integers the checkpointer (msgpack) can store."""
 
 
 def _not_blank(value: str, what: str) -> str:
@@ -19,16 +26,25 @@ def _not_blank(value: str, what: str) -> str:
     return value.strip()
 
 
-class Request(BaseModel):
-    """Base of every request body: unknown fields are an error, not silently dropped."""
+def _unstorable(value: Any, where: str) -> str | None:
+    """Where ``value`` holds an integer the checkpointer cannot store, or None."""
+    if isinstance(value, int) and not isinstance(value, bool) and value not in STORABLE_INTS:
+        return where
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    return next((w for k, v in items if (w := _unstorable(v, f"{where}.{k}"))), None)
 
-    model_config = ConfigDict(extra="forbid")
+
+class Request(BaseModel):
+    """Base of every request body: unknown fields are an error, not silently dropped, and a value
+    of the wrong JSON type is an error, not coerced (``"stream": "no"`` is not ``false``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class StartThread(Request):
     """Start a conversation with one of the graphs."""
 
-    graph: str = Field(default=DEFAULT_GRAPH, description="Graph name; see GET /graphs.")
+    graph: str = Field(default=DEFAULT_GRAPH, max_length=NAME_CHARS, description="Graph name; see GET /graphs.")
 
 
 MESSAGE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
@@ -37,7 +53,8 @@ MESSAGE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 class SendMessage(Request):
     """The user's next message."""
 
-    text: str = Field(max_length=MAX_MESSAGE_CHARS, description="What the user says (not blank).")
+    text: str = Field(max_length=MAX_MESSAGE_CHARS, json_schema_extra=NOT_BLANK,
+                      description="What the user says (not blank).")
     message_id: str | None = Field(
         default=None, pattern=MESSAGE_ID_PATTERN,
         description="The client's id for this message (e.g. a UUID). Sending it again, after a lost "
@@ -55,11 +72,16 @@ class SendMessage(Request):
 class AnswerEscalation(Request):
     """A person's answer to the escalation a thread is waiting on (graphs/human.py's HumanAnswer)."""
 
-    reply: str = Field(max_length=MAX_MESSAGE_CHARS, description="What the user is told (not blank).")
-    hand_back_to: str | None = Field(default=None, description="Agent to take the conversation again.")
-    case_file_updates: dict[str, Any] = Field(default_factory=dict)
+    reply: str = Field(max_length=MAX_MESSAGE_CHARS, json_schema_extra=NOT_BLANK,
+                       description="What the user is told (not blank).")
+    hand_back_to: str | None = Field(default=None, max_length=NAME_CHARS,
+                                     description="Agent to take the conversation again.")
+    case_file_updates: dict[str, Any] = Field(
+        default_factory=dict, description=f"Facts for the case file; at most {MAX_MESSAGE_CHARS} characters of JSON."
+    )
     escalation_id: str | None = Field(
-        default=None, description="The pending escalation's id; refused if it is not the pending one."
+        default=None, max_length=128,
+        description="The pending escalation's id; refused if it is not the pending one.",
     )
     stream: bool = Field(default=True, description="Answer as server-sent events; JSON when false.")
 
@@ -67,6 +89,16 @@ class AnswerEscalation(Request):
     @classmethod
     def _reply(cls, value: str) -> str:
         return _not_blank(value, "reply")
+
+    @field_validator("case_file_updates")
+    @classmethod
+    def _case_file_updates(cls, value: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(value, default=str))
+        if size > MAX_MESSAGE_CHARS:
+            raise ValueError(f"at most {MAX_MESSAGE_CHARS} characters of JSON are allowed, not {size}")
+        if where := _unstorable(value, "case_file_updates"):
+            raise ValueError(f"{where} is an integer beyond 64 bits, which cannot be stored")
+        return value
 
 
 class GraphInfo(BaseModel):
