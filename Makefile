@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test serve bench clean
+.PHONY: demo test serve bench bench-load clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ serve: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m benchmarks.storage
+
+bench-load: $(STAMP)
+	bash scripts/ensure-services.sh
+	$(BIN)/python -m benchmarks.load
 
 clean:
 	rm -rf $(VENV) .handoff
