@@ -18,8 +18,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
+
+from tests.support.local_http import JsonHandler, serving
 
 FIELDS = ("inputs", "outputs", "events", "extra", "error", "serialized", "attachments")
 
@@ -54,10 +56,7 @@ class LangSmithCollector:
         """Serve on a free port of 127.0.0.1 until the block ends."""
         collector = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
+        class Handler(JsonHandler):
             def _body(self) -> bytes:
                 if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
                     chunks = []
@@ -68,23 +67,15 @@ class LangSmithCollector:
                     return b"".join(chunks)
                 return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
-            def _answer(self, status: int, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
             def _record(self) -> None:
                 body = self._body()
                 with collector._lock:
                     collector.received.append(Received(self.command, self.path,
                                                        self.headers.get("Content-Type", ""), body))
-                self._answer(202, {})
+                self.send_json(202, {})
 
             def do_GET(self) -> None:
-                self._answer(404, {"detail": "not found"})
+                self.send_json(404, {"detail": "not found"})
 
             def do_POST(self) -> None:
                 self._record()
@@ -92,16 +83,11 @@ class LangSmithCollector:
             def do_PATCH(self) -> None:
                 self._record()
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield self
-        finally:
-            self._server.shutdown()
-            self._server.server_close()
-            thread.join(timeout=5)
-            self._server = None
+        with serving(Handler) as self._server:
+            try:
+                yield self
+            finally:
+                self._server = None
 
     def payload(self) -> str:
         """Every body received, decoded as text, for searching leaked values."""

@@ -8,13 +8,14 @@ the real ``ChatOpenAI`` client and inspect exactly what it sent.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.support.local_http import JsonHandler, serving
 
 
 def text_reply(content: str) -> dict[str, Any]:
@@ -56,26 +57,23 @@ class OpenAIStub:
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         stub = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *_: Any) -> None:
-                pass
-
+        class Handler(JsonHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 if not self.path.rstrip("/").endswith("chat/completions"):
-                    self._send(404, {"error": {"message": f"no route {self.path}"}})
+                    self.send_json(404, {"error": {"message": f"no route {self.path}"}})
                     return
                 stub.requests.append(body)
                 reply = stub.replies.popleft() if stub.replies else stub.default
                 if reply is None:
-                    self._send(500, {"error": {"message": "stub has no reply left"}})
+                    self.send_json(500, {"error": {"message": "stub has no reply left"}})
                     return
                 if isinstance(reply, Status):
-                    self._send(int(reply), {"error": {"message": f"scripted {int(reply)}",
+                    self.send_json(int(reply), {"error": {"message": f"scripted {int(reply)}",
                                                       "type": "server_error"}})
                     return
-                self._send(200, {
+                self.send_json(200, {
                     "id": f"chatcmpl-{len(stub.requests)}",
                     "object": "chat.completion",
                     "created": int(time.time()),
@@ -85,23 +83,9 @@ class OpenAIStub:
                     "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
                 })
 
-            def _send(self, status: int, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
         return Handler
 
     @contextmanager
     def running(self) -> Iterator[OpenAIStub]:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        thread.start()
-        try:
+        with serving(self._handler()) as self._server:
             yield self
-        finally:
-            self._server.shutdown()
-            self._server.server_close()
