@@ -38,7 +38,7 @@ def window_messages(left: list[AnyMessage], right: Any) -> list[AnyMessage]:
 
 def append_records(left: list[HandoffRecord] | None, right: Any) -> list[HandoffRecord]:
     """Reducer: append new records, keep the last RECORD_WINDOW."""
-    new = right if isinstance(right, list) else [right]
+    new = right if isinstance(right, list) else ([] if right is None else [right])
     return [*(left or []), *new][-RECORD_WINDOW:]
 
 
