@@ -196,7 +196,7 @@ class HandoffService:
             turn=values.get("turn", 0),
             case_file=values.get("case_file") or {},
             messages=chat_messages(transcript),
-            handoffs=self._records(graph, thread_id),
+            handoffs=self._records(graph, thread_id, values),
             escalation=pending_escalation(snapshot),
         )
 
@@ -317,8 +317,11 @@ class HandoffService:
         return lock
 
     @staticmethod
-    def _records(graph: CompiledStateGraph, thread_id: str) -> list[HandoffRecord]:
-        return HandoffSession(graph, thread_id).records()
+    def _records(
+        graph: CompiledStateGraph, thread_id: str, values: dict[str, Any] | None = None
+    ) -> list[HandoffRecord]:
+        """The thread's records; pass the state values already read to skip a second read."""
+        return HandoffSession(graph, thread_id).records(values)
 
 
 def agent_names(graph: CompiledStateGraph) -> list[str]:

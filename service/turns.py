@@ -199,7 +199,7 @@ def turn_response(
         active_agent=values.get("active_agent"),
         messages=said,
         events=events,
-        handoffs=HandoffSession(graph, thread_id).records(),
+        handoffs=HandoffSession(graph, thread_id).records(values),
         case_file=values.get("case_file") or {},
         escalation=pending_escalation(snapshot),
     )
