@@ -7,14 +7,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from langchain_core.language_models import BaseChatModel
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
+from langsmith import utils as ls_utils
 from rich.table import Table
 
 from agents.back_office import BackOffice
 from agents.models import load_settings, make_chat_model
 from cli.app import CliError, GraphArg, app, cli_errors, out
 from graphs.evaluation import DatasetError, evaluate, load_dataset, report_json
+from graphs.experiment import ExperimentRecorder
 from graphs.persistence import serializer
 from graphs.registry import get_graph
 
@@ -24,8 +27,19 @@ def eval_cmd(
     graph: GraphArg,
     dataset: Annotated[Path, typer.Option("--dataset", help="JSONL file of labelled conversations.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    experiment: Annotated[bool, typer.Option(
+        "--experiment", help="Also record the run as a LangSmith experiment (needs LANGSMITH_API_KEY).")] = False,
+    experiment_name: Annotated[str | None, typer.Option(
+        "--experiment-name", help="The experiment's name; <graph>-<time>-<random> otherwise.")] = None,
+    langsmith_dataset: Annotated[str | None, typer.Option(
+        "--langsmith-dataset", help="The LangSmith dataset; handoff-<graph>-<file name> otherwise.")] = None,
 ) -> None:
-    """Play labelled conversations and report routing accuracy, confusion and facts kept."""
+    """Play labelled conversations and report routing accuracy, confusion and facts kept.
+
+    With --experiment the conversations become examples of a LangSmith dataset (added once),
+    and the run an experiment on it: one traced root run per conversation, scored with
+    routing_accuracy, facts_kept, handoffs and rejections feedback.
+    """
     with cli_errors():
         entry = get_graph(graph)
         try:
@@ -38,7 +52,15 @@ def eval_cmd(
             return entry.build(model=model, office=BackOffice()).compile(
                 checkpointer=InMemorySaver(serde=serializer()), store=InMemoryStore())
 
-        report = evaluate(graph, fresh_graph, conversations)
+        recorder = None
+        if experiment:
+            if not ls_utils.get_api_key(None):
+                raise CliError("--experiment needs LangSmith: set LANGSMITH_API_KEY (and LANGSMITH_ENDPOINT "
+                               "for a self-hosted LangSmith)")
+            recorder = ExperimentRecorder.start(
+                conversations, graph=graph, dataset_name=langsmith_dataset or f"handoff-{graph}-{dataset.stem}",
+                experiment_name=experiment_name, metadata={"model": model_label(model)})
+        report = evaluate(graph, fresh_graph, conversations, experiment=recorder)
     if as_json:
         sys.stdout.write(report_json(report) + "\n")
         return
@@ -57,3 +79,12 @@ def eval_cmd(
             out.print(f"  {conversation.id}: " + "; ".join(
                 [f"{t.user[:40]!r} -> {t.actual} (expected {t.expected})" for t in wrong]
                 + [f"lost fact {f!r}" for f in conversation.facts_lost]), highlight=False)
+    if report.experiment is not None:
+        ref = report.experiment
+        out.print(f"LangSmith experiment [bold]{ref.name}[/] on dataset {ref.dataset} "
+                  f"({ref.examples_added} examples added){': ' + ref.url if ref.url else ''}", highlight=False)
+
+
+def model_label(model: BaseChatModel) -> str:
+    """The model's name as LangSmith metadata (``offline`` for the offline model)."""
+    return str(getattr(model, "model_name", None) or getattr(model, "model", None) or type(model).__name__)

@@ -19,7 +19,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -30,6 +30,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from graphs.escalation import answer_escalation, pending_escalation
 from graphs.human import HUMAN, HumanAnswer
 from graphs.session import HandoffSession
+from graphs.telemetry import TraceOptions
+
+if TYPE_CHECKING:
+    from graphs.experiment import ExperimentRecorder
 
 
 class LabelledTurn(BaseModel):
@@ -91,6 +95,17 @@ class ConversationOutcome(BaseModel):
     rejections: int
 
 
+class ExperimentRef(BaseModel):
+    """Where an evaluation was recorded in LangSmith."""
+
+    name: str
+    id: str
+    dataset: str
+    dataset_id: str
+    examples_added: int
+    url: str | None = None
+
+
 class EvaluationReport(BaseModel):
     """Routing accuracy per turn and per agent, a confusion table, facts kept."""
 
@@ -103,6 +118,8 @@ class EvaluationReport(BaseModel):
     facts_total: int
     handoffs: int
     rejections: int
+    experiment: ExperimentRef | None = Field(
+        default=None, description="Where the run was recorded in LangSmith (``--experiment``).")
 
 
 class PromptRecorder(BaseCallbackHandler):
@@ -129,34 +146,65 @@ def evaluate(
     graph_name: str,
     make_graph: Callable[[], CompiledStateGraph],
     conversations: Iterable[LabelledConversation],
+    *,
+    experiment: ExperimentRecorder | None = None,
 ) -> EvaluationReport:
-    """Play every conversation on a fresh thread and score it."""
+    """Play every conversation on a fresh thread and score it.
+
+    Args:
+        graph_name: The graph's registry name.
+        make_graph: A new compiled graph per conversation (its own memory).
+        conversations: The labelled conversations.
+        experiment: Also record the run as a LangSmith experiment (graphs/experiment.py).
+    """
     outcomes: list[ConversationOutcome] = []
+    trace = TraceOptions.from_env()
+    if experiment is not None:
+        trace = trace.model_copy(update={"project": experiment.name})
     for conversation in conversations:
-        recorder = PromptRecorder()
-        graph = make_graph().with_config({"callbacks": [recorder]})
-        session = HandoffSession(graph, thread_id=f"eval-{conversation.id}")
-        turns = []
-        for turn in conversation.turns:
-            if pending_escalation(session.graph, session.config) is not None:
-                answer_escalation(session.graph, session.config,
-                                  HumanAnswer(reply="(evaluation) a person takes note.", hand_back_to=None))
-            result = session.send(turn.user)
-            turns.append(TurnOutcome(user=turn.user, expected=turn.expect, actual=speaker(session, result.path)))
-        prompt = "\n".join(str(m.content) for m in recorder.last)
-        escalation = pending_escalation(session.graph, session.config)
-        if escalation is not None:
-            # A person answers this turn: what they are shown is what "reaches the model".
-            prompt = escalation.model_dump_json()
-        records = session.records()
-        outcomes.append(ConversationOutcome(
-            id=conversation.id, turns=turns,
-            facts_kept=[f for f in conversation.facts if f in prompt],
-            facts_lost=[f for f in conversation.facts if f not in prompt],
-            handoffs=sum(r.outcome == "accepted" for r in records),
-            rejections=sum(r.outcome != "accepted" for r in records),
-        ))
-    return summarise(graph_name, outcomes)
+        if experiment is None:
+            outcomes.append(play(graph_name, make_graph, conversation, trace))
+            continue
+        with experiment.conversation(conversation) as run:
+            outcome = play(graph_name, make_graph, conversation, trace)
+            experiment.score(run, outcome)
+        outcomes.append(outcome)
+    report = summarise(graph_name, outcomes)
+    if experiment is not None:
+        report.experiment = experiment.finish({
+            "turn_accuracy": report.turn_accuracy, "facts_kept": report.facts_kept,
+            "facts_total": report.facts_total, "handoffs": report.handoffs, "rejections": report.rejections})
+    return report
+
+
+def play(
+    graph_name: str, make_graph: Callable[[], CompiledStateGraph], conversation: LabelledConversation,
+    trace: TraceOptions,
+) -> ConversationOutcome:
+    """One labelled conversation on a fresh graph: who answered each turn, facts kept, handoffs."""
+    recorder = PromptRecorder()
+    graph = make_graph().with_config({"callbacks": [recorder]})
+    session = HandoffSession(graph, thread_id=f"eval-{conversation.id}", graph_name=graph_name, trace=trace)
+    turns = []
+    for turn in conversation.turns:
+        if pending_escalation(session.graph, session.config) is not None:
+            answer_escalation(session.graph, session.config,
+                              HumanAnswer(reply="(evaluation) a person takes note.", hand_back_to=None))
+        result = session.send(turn.user)
+        turns.append(TurnOutcome(user=turn.user, expected=turn.expect, actual=speaker(session, result.path)))
+    prompt = "\n".join(str(m.content) for m in recorder.last)
+    escalation = pending_escalation(session.graph, session.config)
+    if escalation is not None:
+        # A person answers this turn: what they are shown is what "reaches the model".
+        prompt = escalation.model_dump_json()
+    records = session.records()
+    return ConversationOutcome(
+        id=conversation.id, turns=turns,
+        facts_kept=[f for f in conversation.facts if f in prompt],
+        facts_lost=[f for f in conversation.facts if f not in prompt],
+        handoffs=sum(r.outcome == "accepted" for r in records),
+        rejections=sum(r.outcome != "accepted" for r in records),
+    )
 
 
 def summarise(graph_name: str, outcomes: list[ConversationOutcome]) -> EvaluationReport:

@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, cast
 
-import langsmith
 import pytest
-from langsmith import run_trees
-from langsmith import utils as ls_utils
 
 from agents.back_office import BackOffice
 from agents.customer_service import BILLING, GENERAL, TECHNICAL
@@ -31,12 +27,15 @@ from graphs.telemetry import (
     Masker,
     TraceOptions,
     flush_traces,
-    forget_masking_clients,
     tracing_config,
     tracing_enabled,
 )
 from tests.helpers import compile_memory
-from tests.support.langsmith_collector import LangSmithCollector
+from tests.support.langsmith_collector import (
+    LangSmithCollector,
+    reset_langsmith_caches,
+    tracing_to_local_collector,
+)
 
 DANA = "Hi, this is Dana, account ACC-1001, postcode 90210, email dana@example.com."
 CONVERSATION = (
@@ -46,42 +45,6 @@ CONVERSATION = (
     "This is useless, I want to speak to a real person.",
 )
 SENSITIVE = ("ACC-1001", "dana@example.com")
-
-
-def _reset_langsmith_caches() -> None:
-    """langsmith caches environment reads and its global client; start and end each test clean."""
-    ls_utils.get_env_var.cache_clear()
-    ls_utils.get_tracer_project.cache_clear()
-    langsmith.configure(client=None)
-
-
-@contextmanager
-def tracing_to_local_collector() -> Iterator[LangSmithCollector]:
-    """Tracing on, pointed at a local collector; every variable and cache is restored afterwards."""
-    server = LangSmithCollector()
-    with server.running(), pytest.MonkeyPatch.context() as env:
-        env.setenv("LANGSMITH_TRACING", "true")
-        env.setenv("LANGSMITH_ENDPOINT", server.url)
-        env.setenv("LANGSMITH_API_KEY", "local-test-key")
-        env.setenv("LANGSMITH_PROJECT", "handoff-tests")
-        env.delenv("HANDOFF_TRACE_MASK", raising=False)
-        env.delenv("HANDOFF_TRACE_HIDE_IO", raising=False)
-        _reset_langsmith_caches()
-        try:
-            yield server
-        finally:
-            flush_traces()
-            forget_masking_clients()
-            _close_global_client()
-    _reset_langsmith_caches()
-
-
-def _close_global_client() -> None:
-    """Close the client LangChain's tracer cached, while the collector still answers its GET /info."""
-    client = run_trees._CLIENT  # what wait_for_all_tracers() flushes; None if no tracer made one
-    if client is not None:
-        _ = client.info
-        client.close()
 
 
 @pytest.fixture
@@ -180,7 +143,7 @@ def test_tracing_is_off_again_after_the_collector_is_gone() -> None:
 
 
 def test_no_tracer_is_attached_when_tracing_is_off() -> None:
-    _reset_langsmith_caches()
+    reset_langsmith_caches()
     config = tracing_config(graph_name="customer-service", thread_id="t-1")
 
     assert "callbacks" not in config

@@ -7,22 +7,37 @@ multipart/form-data, one part per field: ``post.<run id>`` holds the run, and
 ``post.<run id>.inputs`` / ``.outputs`` / ``.extra`` / ``.error`` ... hold the
 rest; ``patch.<run id>...`` parts finish a run. The collector keeps every raw
 body (to search for leaked text) and merges the parts into one dict per run.
+
+For experiments it also keeps, in memory, what the evaluation API creates:
+datasets (``GET``/``POST /datasets``), their examples (``GET /examples``,
+``POST /examples/bulk``), projects (``POST``/``PATCH /sessions``) and feedback
+(``POST /feedback``), answering with the fields the langsmith client reads.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import langsmith
+import pytest
+from langsmith import run_trees
+from langsmith import utils as ls_utils
+
+from graphs.telemetry import flush_traces, forget_masking_clients
 from tests.support.local_http import JsonHandler, serving
 
+TENANT = "00000000-0000-4000-8000-000000000001"
 FIELDS = ("inputs", "outputs", "events", "extra", "error", "serialized", "attachments")
 
 
@@ -41,6 +56,13 @@ class LangSmithCollector:
 
     def __init__(self) -> None:
         self.received: list[Received] = []
+        self.datasets: dict[str, dict[str, Any]] = {}
+        """Datasets by id."""
+        self.examples: dict[str, dict[str, Any]] = {}
+        """Examples by id."""
+        self.sessions: dict[str, dict[str, Any]] = {}
+        """Projects by id (experiments have a ``reference_dataset_id``)."""
+        self.feedback: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -75,19 +97,62 @@ class LangSmithCollector:
                 self.send_json(202, {})
 
             def do_GET(self) -> None:
-                self.send_json(404, {"detail": "not found"})
+                url = urlsplit(self.path)
+                query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+                with collector._lock:
+                    if url.path == "/datasets":
+                        self.send_json(200, [d for d in collector.datasets.values()
+                                             if d["name"] == query.get("name")])
+                    elif url.path == "/examples":
+                        found = [e for e in collector.examples.values() if e["dataset_id"] == query.get("dataset")]
+                        offset, limit = int(query.get("offset", 0)), int(query.get("limit", 100))
+                        self.send_json(200, found[offset:offset + limit])
+                    else:
+                        self.send_json(404, {"detail": "not found"})
 
             def do_POST(self) -> None:
-                self._record()
+                path = urlsplit(self.path).path
+                if path not in ("/datasets", "/examples/bulk", "/sessions", "/feedback"):
+                    self._record()
+                    return
+                body = json.loads(self._body() or b"null")
+                with collector._lock:
+                    self.send_json(200, collector._create(path, body))
 
             def do_PATCH(self) -> None:
-                self._record()
+                path = urlsplit(self.path).path
+                if not path.startswith("/sessions/"):
+                    self._record()
+                    return
+                body = json.loads(self._body() or b"{}")
+                with collector._lock:
+                    session = collector.sessions[path.rsplit("/", 1)[-1]]
+                    session.update({k: v for k, v in body.items() if v is not None})
+                    self.send_json(200, session)
 
         with serving(Handler) as self._server:
             try:
                 yield self
             finally:
                 self._server = None
+
+    def _create(self, path: str, body: Any) -> Any:
+        """What POST ``path`` creates, as the API answers it (call with the lock held)."""
+        now = datetime.now(UTC).isoformat()
+        if path == "/datasets":
+            dataset = {**body, "id": str(uuid.uuid4()), "created_at": now}
+            self.datasets[dataset["id"]] = dataset
+            return dataset
+        if path == "/examples/bulk":
+            made = [{**e, "id": str(e.get("id") or uuid.uuid4()), "created_at": now} for e in body]
+            self.examples.update({e["id"]: e for e in made})
+            return made
+        if path == "/sessions":
+            session = {**body, "tenant_id": TENANT, "start_time": now}
+            self.sessions[session["id"]] = session
+            return session
+        self.feedback.append(body)
+        return body
 
     def payload(self) -> str:
         """Every body received, decoded as text, for searching leaked values."""
@@ -146,3 +211,42 @@ def _multipart_runs(request: Received) -> Iterator[tuple[str, dict[str, Any]]]:
             run[field] = value
     for (operation, _), run in parts.items():
         yield operation, run
+
+
+# ------------------------------------------------------------ tracing pointed at a collector
+
+
+def reset_langsmith_caches() -> None:
+    """langsmith caches environment reads and its global client; start and end each test clean."""
+    ls_utils.get_env_var.cache_clear()
+    ls_utils.get_tracer_project.cache_clear()
+    langsmith.configure(client=None)
+
+
+@contextmanager
+def tracing_to_local_collector() -> Iterator[LangSmithCollector]:
+    """Tracing on, pointed at a local collector; every variable and cache is restored afterwards."""
+    server = LangSmithCollector()
+    with server.running(), pytest.MonkeyPatch.context() as env:
+        env.setenv("LANGSMITH_TRACING", "true")
+        env.setenv("LANGSMITH_ENDPOINT", server.url)
+        env.setenv("LANGSMITH_API_KEY", "local-test-key")
+        env.setenv("LANGSMITH_PROJECT", "handoff-tests")
+        env.delenv("HANDOFF_TRACE_MASK", raising=False)
+        env.delenv("HANDOFF_TRACE_HIDE_IO", raising=False)
+        reset_langsmith_caches()
+        try:
+            yield server
+        finally:
+            flush_traces()
+            forget_masking_clients()
+            _close_global_client()
+    reset_langsmith_caches()
+
+
+def _close_global_client() -> None:
+    """Close the client LangChain's tracer cached, while the collector still answers its GET /info."""
+    client = run_trees._CLIENT  # what wait_for_all_tracers() flushes; None if no tracer made one
+    if client is not None:
+        _ = client.info
+        client.close()
