@@ -67,7 +67,8 @@ from langgraph.store.base import BaseStore, PutOp
 from agents.offline import OfflineChatModel
 from graphs.journal import HANDOFFS, TRANSCRIPT, Journal
 from graphs.registry import GRAPHS
-from service.embedding import THREADS_NAMESPACE, HandoffService
+from service.blocking import BlockingHandoffService
+from service.embedding import THREADS_NAMESPACE
 from service.errors import ERRORS_BY_CODE, ThreadBusy
 from state import HandoffRecord
 
@@ -321,7 +322,7 @@ def segments(messages: Sequence[BaseMessage]) -> list[list[BaseMessage]]:
 def references(graphs: set[str], turns: int) -> dict[str, Reference]:
     """Play each graph's script once in memory on the offline model; the shape every copy must have."""
     out: dict[str, Reference] = {}
-    with HandoffService.open("memory", model=OfflineChatModel(), graphs={g: GRAPHS[g] for g in graphs}) as svc:
+    with BlockingHandoffService.open("memory", model=OfflineChatModel(), graphs={g: GRAPHS[g] for g in graphs}) as svc:
         for graph in sorted(graphs):
             thread = svc.start_thread(graph).thread_id
             counts, active = [], []
@@ -370,13 +371,13 @@ def _items(store: BaseStore, namespace: tuple[str, ...], expected: int) -> list[
     return sorted((item.key, item.value) for item in found if item.namespace == namespace)
 
 
-def read_thread(store: BaseStore, svc: HandoffService, thread_id: str) -> StoredThread:
+def read_thread(store: BaseStore, svc: BlockingHandoffService, thread_id: str) -> StoredThread:
     """Every journal item of the thread (also any beyond the checkpoint's counters) and its checkpoint."""
     info = store.get(THREADS_NAMESPACE, thread_id)
     graph = info.value.get("graph") if info is not None else None
     values: dict[str, Any] = {}
     pending = False
-    if graph in svc.entries:
+    if graph in svc.service.entries:
         snapshot = svc.graph(graph).get_state({"configurable": {"thread_id": thread_id}})
         values = dict(snapshot.values or {})
         pending = bool(snapshot.next) or any(task.interrupts for task in snapshot.tasks)
@@ -518,7 +519,7 @@ def verify_conversation(conv: Conversation, stored: StoredThread, ref: Reference
 def verify(db: str, convs: Sequence[Conversation], refs: dict[str, Reference], *, keep: bool) -> Verdict:
     """Read every thread back from ``db`` directly, check it (``verify_conversation``), then delete it."""
     verdict = Verdict()
-    with HandoffService.open(db, model=OfflineChatModel()) as svc:
+    with BlockingHandoffService.open(db, model=OfflineChatModel()) as svc:
         store = svc.persistence.store
         for conv in convs:
             if conv.thread_id is None:
@@ -531,7 +532,7 @@ def verify(db: str, convs: Sequence[Conversation], refs: dict[str, Reference], *
     return verdict
 
 
-def delete_thread(svc: HandoffService, thread_id: str) -> None:
+def delete_thread(svc: BlockingHandoffService, thread_id: str) -> None:
     """Remove a thread's checkpoints, journal and registration."""
     store = svc.persistence.store
     svc.persistence.checkpointer.delete_thread(thread_id)

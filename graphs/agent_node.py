@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -12,6 +13,7 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
+from langgraph._internal._runnable import RunnableCallable  # the node type add_node builds itself
 from langgraph.errors import GraphBubbleUp
 from langgraph.runtime import Runtime
 
@@ -55,6 +57,67 @@ def bind_agent_model(
     return bound.with_fallbacks([fallback.bind_tools(tools) if tools else fallback])
 
 
+@dataclass(frozen=True)
+class _ModelCall:
+    """One model call the turn asks for; the node's sync or async driver makes it."""
+
+    runnable: Runnable
+    prompt: list[BaseMessage]
+
+    def run(self) -> BaseMessage:
+        return self.runnable.invoke(self.prompt)
+
+    async def arun(self) -> BaseMessage:
+        return await self.runnable.ainvoke(self.prompt)
+
+
+@dataclass(frozen=True)
+class _ToolCall:
+    """One call of the agent's own tool, with the trusted context injected."""
+
+    tool: BaseTool
+    call: dict[str, Any]
+    ctx: ToolContext
+
+    def run(self) -> tuple[ToolMessage, dict[str, Any]]:
+        try:
+            message = self.tool.invoke(_tool_input(self.tool, self.call, self.ctx))
+        except Exception as exc:  # a tool error is shown to the model, not raised
+            return _tool_note(self.call, f"error: {type(exc).__name__}: {exc}"), {}
+        return _tool_result(message)
+
+    async def arun(self) -> tuple[ToolMessage, dict[str, Any]]:
+        try:
+            message = await self.tool.ainvoke(_tool_input(self.tool, self.call, self.ctx))
+        except Exception as exc:
+            return _tool_note(self.call, f"error: {type(exc).__name__}: {exc}"), {}
+        return _tool_result(message)
+
+
+Steps = Generator[_ModelCall | _ToolCall, Any, dict[str, Any]]
+"""A turn written once: it yields the calls it needs and is sent their results."""
+
+
+def _drive(steps: Steps) -> dict[str, Any]:
+    result: Any = None
+    while True:
+        try:
+            call = steps.send(result)
+        except StopIteration as done:
+            return done.value
+        result = call.run()
+
+
+async def _adrive(steps: Steps) -> dict[str, Any]:
+    result: Any = None
+    while True:
+        try:
+            call = steps.send(result)
+        except StopIteration as done:
+            return done.value
+        result = await call.arun()
+
+
 def make_agent_node(
     spec: AgentSpec,
     *,
@@ -64,8 +127,9 @@ def make_agent_node(
     case_file_model: type[CaseFile],
     policy: GatePolicy,
     default_agent: str,
-) -> Callable[[HandoffState, Runtime], dict[str, Any]]:
-    """The node function for one agent."""
+) -> RunnableCallable:
+    """The node for one agent, with a sync path (``graph.stream``) and an async one
+    (``graph.astream``: model and tool calls are awaited, so a slow model call holds no thread)."""
     targets = {name: specs[name] for name in spec.handoffs if name in specs}
     transfer_tools = [make_transfer_tool(t) for t in targets.values()]
     own = {t.name: t for t in spec.tools}
@@ -73,32 +137,38 @@ def make_agent_node(
     without_transfers = bind_agent_model(spec.model or model, list(spec.tools), fallback)
 
     def agent(state: HandoffState, runtime: Runtime) -> dict[str, Any]:
-        info = runtime.execution_info
-        thread = (info.thread_id if info else None) or ""
-        journal = Journal(runtime.store, thread)
+        journal = Journal(runtime.store, _thread(runtime))
+        start = state.get("transcript_len", 0)
         try:
-            update = _turn(state, thread, journal)
+            upto = _earlier_upto(state)
+            earlier = journal.messages(upto, last=EARLIER_MESSAGES) if upto else []
+            update = _drive(_steps(state, journal.thread_id, earlier))
         except GraphBubbleUp:
             raise
         except Exception as exc:
-            attempt = info.node_attempt if info else MAX_ATTEMPTS
-            if is_transient(exc) and attempt < MAX_ATTEMPTS:
-                raise
-            log.exception("%s failed on attempt %s", spec.name, attempt)
-            update = _recover(state, journal, exc)
-        if update.pop("_completed", False):
-            received = _received(state, spec.name)
-            if received is not None:
-                runtime.stream_writer(HandoffEvent.of("completed", received.request).model_dump(mode="json"))
-        for record in update.get("handoffs") or []:
-            runtime.stream_writer(HandoffEvent.from_record(record).model_dump(mode="json"))
-        return update
+            update = _recover(state, exc, runtime)
+            for seq, record in _new_records(state, update):
+                journal.append_record(seq, record)
+        update["transcript_len"] = journal.append_messages(start, update["messages"])
+        return _announce(state, update, runtime)
 
-    def _turn(state: HandoffState, thread: str, journal: Journal) -> dict[str, Any]:
+    async def aagent(state: HandoffState, runtime: Runtime) -> dict[str, Any]:
+        journal = Journal(runtime.store, _thread(runtime))
         start = state.get("transcript_len", 0)
-        window = state.get("messages") or []
-        earlier = (journal.messages(start - len(window), last=EARLIER_MESSAGES)
-                   if start > len(window) else [])
+        try:
+            upto = _earlier_upto(state)
+            earlier = await journal.amessages(upto, last=EARLIER_MESSAGES) if upto else []
+            update = await _adrive(_steps(state, journal.thread_id, earlier))
+        except GraphBubbleUp:
+            raise
+        except Exception as exc:
+            update = _recover(state, exc, runtime)
+            for seq, record in _new_records(state, update):
+                await journal.aappend_record(seq, record)
+        update["transcript_len"] = await journal.aappend_messages(start, update["messages"])
+        return _announce(state, update, runtime)
+
+    def _steps(state: HandoffState, thread: str, earlier: list[BaseMessage]) -> Steps:
         may_hand_off = state.get("hops", 0) < policy.max_hops_per_turn
         runnable = with_transfers if may_hand_off else without_transfers
 
@@ -110,7 +180,7 @@ def make_agent_node(
         for _ in range(spec.max_tool_rounds):
             # Rebuilt each round so this turn's tool results count against the budget too.
             prompt = build_prompt(spec, targets=targets, state=state, earlier=earlier, current=new)
-            ai = runnable.invoke(prompt)
+            ai = yield _ModelCall(runnable, prompt)
             usage["model_calls"] += 1
             usage["prompt_tokens"] += _prompt_tokens(ai, prompt)
             ai = _named(ai, spec.name)
@@ -131,7 +201,7 @@ def make_agent_node(
                                                 "an agent can use only its own tools"))
                     continue
                 ctx = ToolContext(thread_id=thread, agent=spec.name, case_file={**case_file, **case_updates})
-                result, updates = _run_tool(tool, call, ctx)
+                result, updates = yield _ToolCall(tool, call, ctx)
                 if updates:
                     try:
                         checked = checked_update(case_file_model, {**case_file, **case_updates}, updates)
@@ -148,7 +218,6 @@ def make_agent_node(
 
         update: dict[str, Any] = {
             "messages": new,
-            "transcript_len": journal.append_messages(start, new),
             "pending_handoff": pending,
             "usage": {spec.name: usage},
             "notice": None,
@@ -175,10 +244,18 @@ def make_agent_node(
                                        name=r.trigger_name, status="error"))
         return chosen
 
-    def _recover(state: HandoffState, journal: Journal, exc: Exception) -> dict[str, Any]:
+    def _recover(state: HandoffState, exc: Exception, runtime: Runtime) -> dict[str, Any]:
         """After the last attempt: an honest message, state intact, and a failed record if this
-        agent had just received the conversation (it goes back to the source)."""
-        start = state.get("transcript_len", 0)
+        agent had just received the conversation (it goes back to the source).
+
+        Raises:
+            Exception: ``exc`` again while it is transient and attempts remain (RetryPolicy).
+        """
+        info = runtime.execution_info
+        attempt = info.node_attempt if info else MAX_ATTEMPTS
+        if is_transient(exc) and attempt < MAX_ATTEMPTS:
+            raise exc
+        log.error("%s failed on attempt %s", spec.name, attempt, exc_info=exc)
         detail = f"{type(exc).__name__}: {str(exc)[:200]}"
         update: dict[str, Any] = {"pending_handoff": None, "usage": {spec.name: {"failures": 1}}}
         last = _received(state, spec.name)
@@ -189,23 +266,48 @@ def make_agent_node(
                 rejection=HandoffRejection(code="receiver_failed",
                                            message=f"{spec.name} could not answer: {detail}"),
             )
-            count = state.get("handoff_count", 0)
-            journal.append_record(count, record)
             text = (f"(system) {spec.title} could not take over because of an error ({detail}). "
                     f"{specs[back].title} has the conversation again; please repeat or rephrase.")
-            update.update({"active_agent": back, "handoffs": [record], "handoff_count": count + 1,
-                           "receiving": None,
+            update.update({"active_agent": back, "handoffs": [record],
+                           "handoff_count": state.get("handoff_count", 0) + 1, "receiving": None,
                            "notice": f"Your handoff to {spec.name} failed: {detail}. Help the user yourself."})
         else:
             text = (f"(system) {spec.title} could not answer because of an error ({detail}). "
                     "Nothing was lost; please try again.")
-        message = AIMessage(content=text, name=spec.name)
-        update["messages"] = [message]
-        update["transcript_len"] = journal.append_messages(start, [message])
+        update["messages"] = [AIMessage(content=text, name=spec.name)]
         return update
 
-    agent.__name__ = spec.name
-    return agent
+    def _announce(state: HandoffState, update: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
+        """Emit the handoff events this update completes or records."""
+        if update.pop("_completed", False):
+            received = _received(state, spec.name)
+            if received is not None:
+                runtime.stream_writer(HandoffEvent.of("completed", received.request).model_dump(mode="json"))
+        for record in update.get("handoffs") or []:
+            runtime.stream_writer(HandoffEvent.from_record(record).model_dump(mode="json"))
+        return update
+
+    agent.__name__ = aagent.__name__ = spec.name
+    # trace=False: LangGraph traces the node itself; a traced callable would nest a second run.
+    return RunnableCallable(agent, aagent, name=spec.name, trace=False)
+
+
+def _thread(runtime: Runtime) -> str:
+    info = runtime.execution_info
+    return (info.thread_id if info else None) or ""
+
+
+def _earlier_upto(state: HandoffState) -> int:
+    """Where the journal's messages before the state's window end (0: the window holds them all)."""
+    start = state.get("transcript_len", 0)
+    window = state.get("messages") or []
+    return start - len(window) if start > len(window) else 0
+
+
+def _new_records(state: HandoffState, update: dict[str, Any]) -> list[tuple[int, HandoffRecord]]:
+    """The update's records with their journal positions."""
+    count = state.get("handoff_count", 0)
+    return [(count + i, r) for i, r in enumerate(update.get("handoffs") or [])]
 
 
 def _received(state: HandoffState, agent: str) -> HandoffRecord | None:
@@ -248,18 +350,17 @@ def announced_transfer(
     )
 
 
-def _run_tool(tool: BaseTool, call: dict[str, Any], ctx: ToolContext) -> tuple[ToolMessage, dict[str, Any]]:
+def _tool_input(tool: BaseTool, call: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     args = dict(call["args"])
     args.pop(CONTEXT_ARG, None)  # a model may not forge the trusted context
     if CONTEXT_ARG in tool._injected_args_keys:  # langchain's own marker for injected args
         args[CONTEXT_ARG] = ctx
-    try:
-        message = tool.invoke({**call, "args": args, "type": "tool_call"})
-    except Exception as exc:  # a tool error is shown to the model, not raised
-        return _tool_note(call, f"error: {type(exc).__name__}: {exc}"), {}
+    return {**call, "args": args, "type": "tool_call"}
+
+
+def _tool_result(message: ToolMessage) -> tuple[ToolMessage, dict[str, Any]]:
     artifact = getattr(message, "artifact", None)
-    updates = artifact if isinstance(artifact, dict) else {}
-    return message, updates
+    return message, artifact if isinstance(artifact, dict) else {}
 
 
 def _tool_note(call: dict[str, Any], text: str) -> ToolMessage:

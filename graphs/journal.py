@@ -17,7 +17,7 @@ not on how long the conversation is.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from langchain_core.messages import BaseMessage, messages_from_dict, messages_to_dict
@@ -33,6 +33,14 @@ BATCH = 500
 
 def _key(seq: int) -> str:
     return f"{seq:09d}"
+
+
+def _with_ids(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
+    """The messages as store values, each given an id first if it has none (in place)."""
+    for message in messages:
+        if message.id is None:
+            message.id = str(uuid.uuid4())
+    return messages_to_dict(list(messages))
 
 
 class Journal:
@@ -52,25 +60,45 @@ class Journal:
         A message without an id gets one here, in place, as ``add_messages``
         would give it; so the journal and the state's window name it alike.
         """
-        for message in messages:
-            if message.id is None:
-                message.id = str(uuid.uuid4())
-        self._write(TRANSCRIPT, start, messages_to_dict(list(messages)))
+        self._write(TRANSCRIPT, start, _with_ids(messages))
+        return start + len(messages)
+
+    async def aappend_messages(self, start: int, messages: Sequence[BaseMessage]) -> int:
+        """``append_messages`` for async code (an async store must not be called synchronously
+        on its event loop)."""
+        values = _with_ids(messages)
+        if self.store is not None and values:
+            await self.store.abatch(self._puts(TRANSCRIPT, start, values))
         return start + len(messages)
 
     def append_record(self, seq: int, record: HandoffRecord) -> None:
         """Store handoff record number ``seq`` (0-based)."""
         self._write(HANDOFFS, seq, [record.model_dump(mode="json")])
 
+    async def aappend_record(self, seq: int, record: HandoffRecord) -> None:
+        """``append_record`` for async code."""
+        if self.store is not None:
+            await self.store.abatch(self._puts(HANDOFFS, seq, [record.model_dump(mode="json")]))
+
     def messages(self, upto: int, last: int | None = None) -> list[BaseMessage]:
         """Messages at positions ``[upto-last, upto)`` (all before ``upto`` when last is None)."""
         start = 0 if last is None else max(0, upto - last)
         return messages_from_dict(self._read(TRANSCRIPT, start, upto))
 
+    async def amessages(self, upto: int, last: int | None = None) -> list[BaseMessage]:
+        """``messages`` for async code."""
+        start = 0 if last is None else max(0, upto - last)
+        return messages_from_dict(await self._aread(TRANSCRIPT, start, upto))
+
     def records(self, upto: int, last: int | None = None) -> list[HandoffRecord]:
         """Handoff records ``[upto-last, upto)``, oldest first (all when last is None)."""
         start = 0 if last is None else max(0, upto - last)
         return [HandoffRecord.model_validate(v) for v in self._read(HANDOFFS, start, upto)]
+
+    async def arecords(self, upto: int, last: int | None = None) -> list[HandoffRecord]:
+        """``records`` for async code."""
+        start = 0 if last is None else max(0, upto - last)
+        return [HandoffRecord.model_validate(v) for v in await self._aread(HANDOFFS, start, upto)]
 
     def messages_at(self, values: Mapping[str, Any]) -> list[BaseMessage]:
         """The whole transcript as of a checkpoint's state ``values`` (its own prefix of the journal)."""
@@ -84,19 +112,28 @@ class Journal:
             return list(values.get("handoffs") or [])
         return self.records(int(values.get("handoff_count") or 0))
 
-    def _write(self, kind: str, start: int, values: Sequence[dict[str, Any]]) -> None:
-        if self.store is None or not values:
-            return
+    def _puts(self, kind: str, start: int, values: Sequence[dict[str, Any]]) -> list[PutOp]:
         ns = self.namespace(kind)
-        self.store.batch([PutOp(ns, _key(start + i), value, index=False) for i, value in enumerate(values)])
+        return [PutOp(ns, _key(start + i), value, index=False) for i, value in enumerate(values)]
+
+    def _gets(self, kind: str, start: int, upto: int) -> Iterator[list[GetOp]]:
+        """The reads of positions ``[start, upto)``, ``BATCH`` per store call."""
+        ns = self.namespace(kind)
+        for first in range(start, upto, BATCH):
+            yield [GetOp(ns, _key(seq)) for seq in range(first, min(first + BATCH, upto))]
+
+    def _write(self, kind: str, start: int, values: Sequence[dict[str, Any]]) -> None:
+        if self.store is not None and values:
+            self.store.batch(self._puts(kind, start, values))
 
     def _read(self, kind: str, start: int, upto: int) -> list[dict[str, Any]]:
-        if self.store is None or upto <= start:
+        if self.store is None:
             return []
-        ns = self.namespace(kind)
-        out: list[dict[str, Any]] = []
-        for first in range(start, upto, BATCH):
-            ops = [GetOp(ns, _key(seq)) for seq in range(first, min(first + BATCH, upto))]
-            items: list[Item | None] = self.store.batch(ops)  # type: ignore[assignment]
-            out.extend(item.value for item in items if item is not None)
-        return out
+        return [item.value for ops in self._gets(kind, start, upto)
+                for item in self.store.batch(ops) if isinstance(item, Item)]
+
+    async def _aread(self, kind: str, start: int, upto: int) -> list[dict[str, Any]]:
+        if self.store is None:
+            return []
+        return [item.value for ops in self._gets(kind, start, upto)
+                for item in await self.store.abatch(ops) if isinstance(item, Item)]

@@ -113,21 +113,12 @@ def open_persistence(url: str = "memory", *, serde: SerializerProtocol | None = 
             yield _sqlite(stack, url, serde)
 
 
-def _sqlite_connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-    # WAL lets a reader (``handoff threads``) run beside a writer; NORMAL syncs the WAL
-    # at checkpoints instead of every commit: a killed process loses nothing it
-    # committed, only a power cut can drop the last few commits.
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA busy_timeout=10000")
-    return conn
+def sqlite_path(url: str) -> Path:
+    """The SQLite file a ``sqlite:///...`` URL or plain ``.sqlite`` path names (its folder created).
 
-
-def _sqlite(stack: ExitStack, url: str, serde: SerializerProtocol) -> Persistence:
-    from langgraph.checkpoint.sqlite import SqliteSaver
-    from langgraph.store.sqlite import SqliteStore
-
+    Raises:
+        PersistenceError: ``url`` names no SQLite file, or its folder cannot be created.
+    """
     raw = url.removeprefix("sqlite:///").removeprefix("sqlite://")
     if not raw.endswith((".sqlite", ".db", ".sqlite3")):
         raise PersistenceError(
@@ -136,6 +127,30 @@ def _sqlite(stack: ExitStack, url: str, serde: SerializerProtocol) -> Persistenc
     path = Path(raw).expanduser()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PersistenceError(f"cannot open SQLite file {path}: {exc}") from None
+    return path
+
+
+SQLITE_PRAGMAS = ("PRAGMA busy_timeout=10000", "PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL")
+"""WAL lets a reader (``handoff threads``) run beside a writer; NORMAL syncs the WAL at
+checkpoints instead of every commit: a killed process loses nothing it committed, only a
+power cut can drop the last few commits."""
+
+
+def _sqlite_connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+    for pragma in SQLITE_PRAGMAS:
+        conn.execute(pragma)
+    return conn
+
+
+def _sqlite(stack: ExitStack, url: str, serde: SerializerProtocol) -> Persistence:
+    from langgraph.checkpoint.sqlite import SqliteSaver
+    from langgraph.store.sqlite import SqliteStore
+
+    path = sqlite_path(url)
+    try:
         conn = _sqlite_connect(path)
         stack.callback(conn.close)
         store_conn = _sqlite_connect(path)

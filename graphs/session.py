@@ -89,36 +89,51 @@ class HandoffSession:
 
     def send(self, text: str, on_event: Callable[[HandoffEvent], None] | None = None) -> TurnResult:
         """Run one user turn; ``on_event`` sees each handoff event as it happens."""
-        message = UserMessage(text=text)
-        return self._run({"messages": [HumanMessage(content=message.text)]}, on_event)
+        return self._run(_user_input(text), on_event)
+
+    async def asend(self, text: str, on_event: Callable[[HandoffEvent], None] | None = None) -> TurnResult:
+        """``send`` for async applications: the graph runs with ``astream``, so model calls are
+        awaited (the graph must be compiled with a checkpointer that has an async interface)."""
+        return await self._arun(_user_input(text), on_event)
 
     def resume(self, on_event: Callable[[HandoffEvent], None] | None = None) -> TurnResult:
         """Run what the thread's current checkpoint still has to do (e.g. after a fork)."""
         return self._run(None, on_event)
 
+    async def aresume(self, on_event: Callable[[HandoffEvent], None] | None = None) -> TurnResult:
+        """``resume`` for async applications."""
+        return await self._arun(None, on_event)
+
+    # Each step's checkpoint is written before the next step starts (durability="sync"), so a
+    # process killed mid-handoff resumes from the gate's checkpoint, not before it.
+    _STREAM = {"stream_mode": ["custom", "updates"], "durability": "sync"}
+
     def _run(self, graph_input: Any, on_event: Callable[[HandoffEvent], None] | None) -> TurnResult:
-        events: list[HandoffEvent] = []
-        path: list[str] = []
-        for mode, chunk in self.graph.stream(
-            graph_input,
-            self.config,
-            stream_mode=["custom", "updates"],
-            # Each step's checkpoint is written before the next step starts, so a process
-            # killed mid-handoff resumes from the gate's checkpoint, not before it.
-            durability="sync",
-        ):
-            if mode == "custom" and isinstance(chunk, dict) and chunk.get("type") == "handoff":
-                event = HandoffEvent.model_validate(chunk)
-                events.append(event)
-                if on_event:
-                    on_event(event)
-            elif mode == "updates" and isinstance(chunk, dict):
-                path.extend(k for k in chunk if not k.startswith("__"))
-        return self.result(events=events, path=path)
+        turn = _TurnLog(on_event)
+        for mode, chunk in self.graph.stream(graph_input, self.config, **self._STREAM):
+            turn.add(mode, chunk)
+        return self.result(events=turn.events, path=turn.path)
+
+    async def _arun(self, graph_input: Any, on_event: Callable[[HandoffEvent], None] | None) -> TurnResult:
+        turn = _TurnLog(on_event)
+        async for mode, chunk in self.graph.astream(graph_input, self.config, **self._STREAM):
+            turn.add(mode, chunk)
+        return await self.aresult(events=turn.events, path=turn.path)
 
     def result(self, events: list[HandoffEvent] | None = None, path: list[str] | None = None) -> TurnResult:
         """The thread as it stands: this turn's reply, who answers next, records, case file."""
         values = self.graph.get_state(self.state_config).values
+        return self._result(values, self.records(values), events, path)
+
+    async def aresult(self, events: list[HandoffEvent] | None = None, path: list[str] | None = None) -> TurnResult:
+        """``result`` for async applications."""
+        values = (await self.graph.aget_state(self.state_config)).values
+        return self._result(values, await self.arecords(values), events, path)
+
+    def _result(
+        self, values: dict[str, Any], records: list[HandoffRecord],
+        events: list[HandoffEvent] | None, path: list[str] | None,
+    ) -> TurnResult:
         messages = values.get("messages") or []
         last_user = max((i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=-1)
         answer = next((m for m in reversed(messages[last_user + 1:])
@@ -128,7 +143,7 @@ class HandoffSession:
             reply=str(answer.content) if answer else "",
             speaker=(answer.name or "") if answer else "",
             active_agent=values.get("active_agent", ""),
-            handoffs=self.records(values),
+            handoffs=records,
             case_file=values.get("case_file") or {},
             events=events or [],
             path=path or [],
@@ -142,16 +157,55 @@ class HandoffSession:
         """
         if values is None:
             values = self.graph.get_state(self.state_config).values
-        window = list(values.get("handoffs") or [])
-        count = values.get("handoff_count", 0)
+        journal, count, cached = self._cached(values)
+        if journal is None:
+            return list(values.get("handoffs") or [])
+        self._records = cached + journal.records(count, last=count - len(cached))
+        return list(self._records)
+
+    async def arecords(self, values: dict[str, Any] | None = None) -> list[HandoffRecord]:
+        """``records`` for async applications."""
+        if values is None:
+            values = (await self.graph.aget_state(self.state_config)).values
+        journal, count, cached = self._cached(values)
+        if journal is None:
+            return list(values.get("handoffs") or [])
+        self._records = cached + await journal.arecords(count, last=count - len(cached))
+        return list(self._records)
+
+    def _cached(self, values: dict[str, Any]) -> tuple[Journal | None, int, list[HandoffRecord]]:
+        """The journal (None without a store), the record count, and the cached records still valid."""
         journal = Journal(self.graph.store, self.thread_id)
         if journal.store is None:
-            return window
+            return None, 0, []
+        window = list(values.get("handoffs") or [])
+        count = values.get("handoff_count", 0)
         cached = self._records if len(self._records) <= count else []
         if cached and _record_at(window, count, len(cached) - 1) not in (None, cached[-1].request.id):
             cached = []  # the thread was rewound and took another branch
-        self._records = cached + journal.records(count, last=count - len(cached))
-        return list(self._records)
+        return journal, count, cached
+
+
+class _TurnLog:
+    """What a turn's stream told: its handoff events and the nodes it ran."""
+
+    def __init__(self, on_event: Callable[[HandoffEvent], None] | None) -> None:
+        self.on_event = on_event
+        self.events: list[HandoffEvent] = []
+        self.path: list[str] = []
+
+    def add(self, mode: str, chunk: Any) -> None:
+        if mode == "custom" and isinstance(chunk, dict) and chunk.get("type") == "handoff":
+            event = HandoffEvent.model_validate(chunk)
+            self.events.append(event)
+            if self.on_event:
+                self.on_event(event)
+        elif mode == "updates" and isinstance(chunk, dict):
+            self.path.extend(k for k in chunk if not k.startswith("__"))
+
+
+def _user_input(text: str) -> dict[str, Any]:
+    return {"messages": [HumanMessage(content=UserMessage(text=text).text)]}
 
 
 def _record_at(window: list[HandoffRecord], count: int, position: int) -> str | None:

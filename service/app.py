@@ -6,21 +6,21 @@ default ``sqlite:///$HANDOFF_DATA_DIR/handoff.sqlite``), ``HANDOFF_API_TOKENS``
 (``token:name,...``; access is open when unset, see service/auth.py), the model
 settings of agents/settings.py (offline when none are set).
 
-Concurrency: the graphs are synchronous, so every accepted turn runs start to
-end on a thread of its own (not on the event loop, and not on the request
-thread pool), and turns of different threads run at the same time. A turn
-finishes even if its client goes away, so a thread's checkpoint is always a
-whole step. Several worker processes may share one PostgreSQL database; a
+Concurrency: every accepted turn runs as a task of its own on the worker's
+event loop (``graph.astream`` over an async checkpointer and store), so the
+turns of many threads run at the same time and a slow model call is awaited
+without holding anything else up. A turn finishes even if its client goes
+away, so a thread's checkpoint is always a whole step; at shutdown the worker
+waits for its running turns (``SHUTDOWN_WAIT``) before it closes the
+database. Several worker processes may share one PostgreSQL database; a
 thread runs one turn at a time across all of them (service/locks.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import threading
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,7 +28,6 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request, status
 from fastapi import Path as PathParam
-from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
@@ -49,6 +48,7 @@ from service.errors import (
     ServiceError,
     TurnFailed,
     Unauthorized,
+    UnsupportedMediaType,
     as_service_error,
 )
 from service.models import (
@@ -69,6 +69,8 @@ from service.turns import TurnStream
 from state import HandoffRecord
 
 STATIC = Path(__file__).parent / "static"
+SHUTDOWN_WAIT = 30.0
+"""Seconds a stopping worker gives its running turns to finish (the rest stop at their last step)."""
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "Unknown thread or escalation (or, with tokens on, "
           "another client's thread)."},
@@ -79,6 +81,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorBody, "description": "The database is unreachable (`persistence_unavailable`) or "
           "a turn lost its thread lock when the database restarted (`turn_interrupted`); send the same "
           "request again (see `Retry-After`)."},
+}
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    415: {"model": ErrorBody, "description": "The body is not JSON (send `Content-Type: application/json`)."},
 }
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Access tokens are on and the bearer token is missing or unknown."},
@@ -131,13 +136,16 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        with open_service_persistence(url) as persistence:
+        async with open_service_persistence(url) as persistence:
             service = HandoffService(persistence, model=model, graphs=graphs)
             app.state.service = service
+            app.state.turns = set()
             try:
                 yield
             finally:
-                service.close()
+                if app.state.turns:
+                    await asyncio.wait(app.state.turns, timeout=SHUTDOWN_WAIT)
+                await service.close()
 
     app = FastAPI(
         title="Handoff service",
@@ -181,6 +189,18 @@ async def caller(request: Request) -> str | None:
     return request.app.state.access.client(token.strip() if scheme.lower() == "bearer" else None)
 
 
+async def json_body(request: Request) -> None:
+    """Refuse a body sent as anything but JSON before reading it.
+
+    Raises:
+        UnsupportedMediaType: a non-empty body whose ``Content-Type`` is not JSON.
+    """
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
+    if has_body and media and media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaType(f"the body is {media}; send JSON with Content-Type: application/json")
+
+
 ThreadId = Annotated[str, PathParam(min_length=1, max_length=128, description="The thread's id.")]
 Caller = Annotated[str | None, Depends(caller)]
 
@@ -189,47 +209,49 @@ def _install_routes(app: FastAPI, access: Access) -> None:
     # The bearer scheme is declared only when tokens are on, so the OpenAPI document says
     # exactly what the running service asks for.
     secured: list[Any] = [Depends(BEARER)] if access.enabled else []
+    with_body = [*secured, Depends(json_body)]
     errors = {**ERRORS, **AUTH_ERRORS} if access.enabled else ERRORS
+    body_errors = {**errors, **BODY_ERRORS}
     auth_errors = AUTH_ERRORS if access.enabled else {}
 
     @app.get("/", include_in_schema=False)
-    def index() -> FileResponse:
+    async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
     @app.get("/healthz")
-    def health(request: Request) -> Health:
+    async def health(request: Request) -> Health:
         """Liveness, and which persistence is in use (never needs a token)."""
         url = _service(request).persistence.url
         kind = "memory" if url == "memory" else "postgresql" if url.startswith("postgres") else "sqlite"
         return Health(ok=True, persistence=kind)
 
     @app.get("/graphs", dependencies=secured, responses=auth_errors)
-    def list_graphs(request: Request, who: Caller) -> list[GraphInfo]:
+    async def list_graphs(request: Request, who: Caller) -> list[GraphInfo]:
         """The graphs a thread can run on."""
         return _service(request).graphs()
 
-    @app.post("/threads", status_code=status.HTTP_201_CREATED, responses=errors, dependencies=secured)
-    def start_thread(request: Request, who: Caller, body: StartThread | None = None) -> ThreadInfo:
+    @app.post("/threads", status_code=status.HTTP_201_CREATED, responses=body_errors, dependencies=with_body)
+    async def start_thread(request: Request, who: Caller, body: StartThread | None = None) -> ThreadInfo:
         """Start a conversation (the customer-service graph unless another is named)."""
-        return _service(request).start_thread((body or StartThread()).graph, owner=who)
+        return await _service(request).start_thread((body or StartThread()).graph, owner=who)
 
     @app.get("/threads/{thread_id}", responses=errors, dependencies=secured)
-    def read_thread(
+    async def read_thread(
         request: Request,
         thread_id: ThreadId,
         who: Caller,
         limit: Annotated[int, Query(ge=1, le=5000, description="Most recent messages to return.")] = TRANSCRIPT_LIMIT,
     ) -> ThreadState:
         """The thread's transcript, active agent, case file, handoff records and pending escalation."""
-        return _service(request).state(thread_id, limit=limit, owner=who)
+        return await _service(request).state(thread_id, limit=limit, owner=who)
 
     @app.get("/threads/{thread_id}/handoffs", responses=errors, dependencies=secured)
-    def read_handoffs(request: Request, thread_id: ThreadId, who: Caller) -> list[HandoffRecord]:
+    async def read_handoffs(request: Request, thread_id: ThreadId, who: Caller) -> list[HandoffRecord]:
         """Every handoff record of the thread: who, why, trigger, outcome, payload, init result."""
-        return _service(request).handoffs(thread_id, owner=who)
+        return await _service(request).handoffs(thread_id, owner=who)
 
-    @app.post("/threads/{thread_id}/messages", responses={**STREAM_RESPONSE, **errors},
-              response_model=None, dependencies=secured)
+    @app.post("/threads/{thread_id}/messages", responses={**STREAM_RESPONSE, **body_errors},
+              response_model=None, dependencies=with_body)
     async def send_message(
         request: Request, thread_id: ThreadId, body: SendMessage, who: Caller
     ) -> StreamingResponse | TurnResponse:
@@ -237,23 +259,22 @@ def _install_routes(app: FastAPI, access: Access) -> None:
 
         Send a `message_id` to make retries safe: the same id never adds the message twice.
         """
-        turn = await run_in_threadpool(_service(request).send, thread_id, body.text,
-                                       message_id=body.message_id, owner=who)
-        return await _respond(turn, stream=body.stream)
+        turn = await _service(request).send(thread_id, body.text, message_id=body.message_id, owner=who)
+        return await _respond(request, turn, stream=body.stream)
 
-    @app.post("/threads/{thread_id}/escalation", responses={**STREAM_RESPONSE, **errors},
-              response_model=None, dependencies=secured)
+    @app.post("/threads/{thread_id}/escalation", responses={**STREAM_RESPONSE, **body_errors},
+              response_model=None, dependencies=with_body)
     async def answer_escalation(
         request: Request, thread_id: ThreadId, body: AnswerEscalation, who: Caller
     ) -> StreamingResponse | TurnResponse:
         """A person answers the pending human escalation; the graph resumes (``Command(resume=...)``)."""
-        turn = await run_in_threadpool(_service(request).answer, thread_id, body, owner=who)
-        return await _respond(turn, stream=body.stream)
+        turn = await _service(request).answer(thread_id, body, owner=who)
+        return await _respond(request, turn, stream=body.stream)
 
 
-async def _respond(turn: TurnStream, *, stream: bool) -> StreamingResponse | TurnResponse:
-    """Run the accepted turn on a thread of its own; stream its events or wait for its result."""
-    events = run_in_background(turn)
+async def _respond(request: Request, turn: TurnStream, *, stream: bool) -> StreamingResponse | TurnResponse:
+    """Run the accepted turn as a task of its own; stream its events or wait for its result."""
+    events = run_in_background(turn, request.app.state.turns)
     if not stream:
         while (event := await events.get()) is not None:
             if isinstance(event, DoneEvent):
@@ -268,35 +289,32 @@ async def _respond(turn: TurnStream, *, stream: bool) -> StreamingResponse | Tur
     )
 
 
-def run_in_background(turn: TurnStream) -> asyncio.Queue[TurnEvent | None]:
-    """Start the turn now, start to end in one thread of its own; its events arrive on the queue
-    (``None`` after the last).
+def run_in_background(turn: TurnStream, running: set[asyncio.Task[None]]) -> asyncio.Queue[TurnEvent | None]:
+    """Start the turn now, as a task of its own; its events arrive on the queue (``None`` after
+    the last).
 
     The turn runs to its end even if nobody reads the queue (the client went away), so the
-    thread's checkpoint is always a whole step and its lock is always released. A sync
-    generator handed to Starlette would instead be resumed on a different pool thread at
-    every step, and stop where the client left.
+    thread's checkpoint is always a whole step and its lock is always released. Starlette
+    would instead stop a response's own generator where the client left. ``running`` holds
+    the task until it ends (the loop keeps only weak references to tasks).
     """
-    loop = asyncio.get_running_loop()
     queue: asyncio.Queue[TurnEvent | None] = asyncio.Queue()
 
-    def put(item: TurnEvent | None) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is listening
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-    def produce() -> None:
+    async def produce() -> None:
         try:
-            for event in turn:
-                put(event)
+            async for event in turn:
+                queue.put_nowait(event)
         except Exception as exc:  # a bug in the stream itself: report it to the client
             error = as_service_error(exc)
             log.warning("turn stream failed code=%s error=%s", error.code, type(exc).__name__)
-            put(ErrorEvent(code=error.code, message=error.message))
+            queue.put_nowait(ErrorEvent(code=error.code, message=error.message))
         finally:
-            turn.close()
-            put(None)
+            await turn.aclose()
+            queue.put_nowait(None)
 
-    threading.Thread(target=produce, name="handoff-turn", daemon=True).start()
+    task = asyncio.create_task(produce(), name="handoff-turn")
+    running.add(task)
+    task.add_done_callback(running.discard)
     return queue
 
 

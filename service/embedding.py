@@ -6,6 +6,12 @@ against it. Several services on one PostgreSQL database share their threads:
 any of them may take a conversation's next turn or answer its pending
 escalation.
 
+The service is async: its graphs run with ``astream`` over an async
+checkpointer and store (service/storage.py), so one event loop carries many
+threads' turns at once and a slow model call blocks no other thread. Use it
+from async code (``async with HandoffService.open(url) as service``); a sync
+application embeds one conversation at a time with ``graphs.session.HandoffSession``.
+
 Turns are streams of typed events (``service.models.TurnEvent``): handoff
 events as the gate emits them, each node's step, what agents say, a pending
 escalation, then ``done`` with the whole result. ``send`` and ``answer`` take
@@ -24,10 +30,9 @@ holds is never added twice (see ``send``).
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -108,23 +113,22 @@ class HandoffService:
         self.entries = dict(graphs if graphs is not None else GRAPHS)
         self.locks = locks if locks is not None else turn_locks_for(persistence.url)
         self._compiled: dict[str, CompiledStateGraph] = {}
-        self._compile_lock = threading.Lock()
 
     @classmethod
-    @contextmanager
-    def open(cls, url: str = "memory", **kwargs: Any) -> Iterator[HandoffService]:
+    @asynccontextmanager
+    async def open(cls, url: str = "memory", **kwargs: Any) -> AsyncIterator[HandoffService]:
         """A service over ``url`` (pooled connections on PostgreSQL), closed on exit; kwargs go to
         the constructor."""
-        with open_service_persistence(url) as persistence:
+        async with open_service_persistence(url) as persistence:
             service = cls(persistence, **kwargs)
             try:
                 yield service
             finally:
-                service.close()
+                await service.close()
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Release the turn locks' connections (the persistence is closed by whoever opened it)."""
-        self.locks.close()
+        await self.locks.close()
 
     # graphs -----------------------------------------------------------------
 
@@ -133,12 +137,11 @@ class HandoffService:
         entry = self.entries.get(name)
         if entry is None:
             raise UnknownGraph(f"unknown graph {name!r}; known graphs: {', '.join(sorted(self.entries))}")
-        with self._compile_lock:
-            if name not in self._compiled:
-                self._compiled[name] = entry.build(model=self.model).compile(
-                    checkpointer=self.persistence.checkpointer, store=self.persistence.store
-                )
-            return self._compiled[name]
+        if name not in self._compiled:  # one event loop: no other coroutine runs in between
+            self._compiled[name] = entry.build(model=self.model).compile(
+                checkpointer=self.persistence.checkpointer, store=self.persistence.store
+            )
+        return self._compiled[name]
 
     def graphs(self) -> list[GraphInfo]:
         """The graphs this service runs."""
@@ -149,7 +152,7 @@ class HandoffService:
 
     # threads ----------------------------------------------------------------
 
-    def start_thread(self, graph: str = DEFAULT_GRAPH, *, owner: str | None = None) -> ThreadInfo:
+    async def start_thread(self, graph: str = DEFAULT_GRAPH, *, owner: str | None = None) -> ThreadInfo:
         """Register a new conversation on ``graph``; its id is a random UUID4 (unguessable).
 
         Args:
@@ -159,11 +162,11 @@ class HandoffService:
         self.graph(graph)
         info = ThreadInfo(thread_id=uuid.uuid4().hex, graph=graph, created_at=datetime.now(UTC))
         value = {**info.model_dump(mode="json", exclude={"thread_id"}), "owner": owner}
-        self.persistence.store.put(THREADS_NAMESPACE, info.thread_id, value, index=False)
+        await self.persistence.store.aput(THREADS_NAMESPACE, info.thread_id, value, index=False)
         log.info("thread started thread=%s graph=%s owner=%s", info.thread_id, graph, owner or "-")
         return info
 
-    def thread(self, thread_id: str, *, owner: str | None = None) -> ThreadInfo:
+    async def thread(self, thread_id: str, *, owner: str | None = None) -> ThreadInfo:
         """The thread's registration.
 
         Args:
@@ -174,19 +177,19 @@ class HandoffService:
         Raises:
             ThreadNotFound: never started here, or (with ``owner``) started by someone else.
         """
-        item = self.persistence.store.get(THREADS_NAMESPACE, thread_id)
+        item = await self.persistence.store.aget(THREADS_NAMESPACE, thread_id)
         if item is None or (owner is not None and item.value.get("owner") != owner):
             raise ThreadNotFound(f"no thread {thread_id!r}; start one with POST /threads")
         return ThreadInfo(thread_id=thread_id, graph=item.value["graph"], created_at=item.value["created_at"])
 
-    def state(self, thread_id: str, limit: int = TRANSCRIPT_LIMIT, *, owner: str | None = None) -> ThreadState:
+    async def state(self, thread_id: str, limit: int = TRANSCRIPT_LIMIT, *, owner: str | None = None) -> ThreadState:
         """The thread's transcript (last ``limit`` messages), agent, case file, handoffs, escalation."""
-        info = self.thread(thread_id, owner=owner)
+        info = await self.thread(thread_id, owner=owner)
         graph = self.graph(info.graph)
-        snapshot = graph.get_state(_config(thread_id))
+        snapshot = await graph.aget_state(_config(thread_id))
         values = snapshot.values or {}
         journal = Journal(graph.store, thread_id)
-        stored = journal.messages(values.get("transcript_len", 0), last=limit)
+        stored = await journal.amessages(values.get("transcript_len", 0), last=limit)
         transcript = stored or list(values.get("messages") or [])[-limit:]
         return ThreadState(
             thread_id=thread_id,
@@ -196,23 +199,23 @@ class HandoffService:
             turn=values.get("turn", 0),
             case_file=values.get("case_file") or {},
             messages=chat_messages(transcript),
-            handoffs=self._records(graph, thread_id, values),
+            handoffs=await self._records(graph, thread_id, values),
             escalation=pending_escalation(snapshot),
         )
 
-    def handoffs(self, thread_id: str, *, owner: str | None = None) -> list[HandoffRecord]:
+    async def handoffs(self, thread_id: str, *, owner: str | None = None) -> list[HandoffRecord]:
         """Every handoff record of the thread, oldest first."""
-        info = self.thread(thread_id, owner=owner)
-        return self._records(self.graph(info.graph), thread_id)
+        info = await self.thread(thread_id, owner=owner)
+        return await self._records(self.graph(info.graph), thread_id)
 
-    def escalation(self, thread_id: str, *, owner: str | None = None) -> Escalation | None:
+    async def escalation(self, thread_id: str, *, owner: str | None = None) -> Escalation | None:
         """The escalation the thread waits on, or None."""
-        info = self.thread(thread_id, owner=owner)
-        return pending_escalation(self.graph(info.graph).get_state(_config(thread_id)))
+        info = await self.thread(thread_id, owner=owner)
+        return pending_escalation(await self.graph(info.graph).aget_state(_config(thread_id)))
 
     # turns ------------------------------------------------------------------
 
-    def send(
+    async def send(
         self, thread_id: str, text: str, *, message_id: str | None = None, owner: str | None = None
     ) -> TurnStream:
         """Take the user's message; returns the turn's event stream (run as it is read).
@@ -225,13 +228,13 @@ class HandoffService:
         Raises (before any event): ThreadNotFound, ThreadBusy, EscalationPending,
         MessageIdReused, PersistenceUnavailable, TurnInterrupted, TurnFailed.
         """
-        info = self.thread(thread_id, owner=owner)
+        info = await self.thread(thread_id, owner=owner)
         graph = self.graph(info.graph)
-        lock = self._acquire(thread_id)
+        lock = await self._acquire(thread_id)
         try:
-            snapshot = graph.get_state(_config(thread_id))
+            snapshot = await graph.aget_state(_config(thread_id))
             if message_id is not None:
-                sent = find_sent(Journal(graph.store, thread_id), snapshot.values or {}, message_id)
+                sent = await find_sent(Journal(graph.store, thread_id), snapshot.values or {}, message_id)
                 if sent is not None:
                     if str(sent.message.content) != text:
                         raise MessageIdReused(
@@ -243,8 +246,8 @@ class HandoffService:
                                                    duplicate=True), lock)
                     return TurnStream(replay_turn(graph, thread_id, sent, lock), lock)
             if unfinished(snapshot):
-                complete_run(graph, info.graph, thread_id, lock)
-                snapshot = graph.get_state(_config(thread_id))
+                await complete_run(graph, info.graph, thread_id, lock)
+                snapshot = await graph.aget_state(_config(thread_id))
             pending = pending_escalation(snapshot)
             if pending is not None:
                 raise EscalationPending(
@@ -255,23 +258,23 @@ class HandoffService:
             return TurnStream(run_turn(graph, info.graph, thread_id, {"messages": [message]}, lock, message.id),
                               lock)
         except BaseException:
-            lock.release()
+            await lock.release()
             raise
 
-    def answer(self, thread_id: str, answer: AnswerEscalation, *, owner: str | None = None) -> TurnStream:
+    async def answer(self, thread_id: str, answer: AnswerEscalation, *, owner: str | None = None) -> TurnStream:
         """Resume the thread with a person's answer (``Command(resume=...)``); returns the event stream.
 
         Raises (before any event): ThreadNotFound, ThreadBusy, NoPendingEscalation,
         EscalationNotFound (``escalation_id`` is not the pending one), InvalidAnswer.
         """
-        info = self.thread(thread_id, owner=owner)
+        info = await self.thread(thread_id, owner=owner)
         graph = self.graph(info.graph)
-        lock = self._acquire(thread_id)
+        lock = await self._acquire(thread_id)
         try:
-            snapshot = graph.get_state(_config(thread_id))
+            snapshot = await graph.aget_state(_config(thread_id))
             if unfinished(snapshot):
-                complete_run(graph, info.graph, thread_id, lock)
-                snapshot = graph.get_state(_config(thread_id))
+                await complete_run(graph, info.graph, thread_id, lock)
+                snapshot = await graph.aget_state(_config(thread_id))
             pending = pending_escalation(snapshot)
             if pending is None:
                 raise NoPendingEscalation(f"thread {thread_id!r} has no pending human escalation to answer")
@@ -288,28 +291,28 @@ class HandoffService:
             command = Command(resume={pending.id: resume})
             return TurnStream(run_turn(graph, info.graph, thread_id, command, lock, None), lock)
         except BaseException:
-            lock.release()
+            await lock.release()
             raise
 
     @staticmethod
-    def result(events: Iterable[TurnEvent]) -> TurnResponse:
+    async def result(events: AsyncIterable[TurnEvent]) -> TurnResponse:
         """Run a turn's stream to its end and return the result.
 
         Raises:
             TurnFailed, PersistenceUnavailable, TurnInterrupted: the stream ended with that error.
         """
         outcome: DoneEvent | ErrorEvent | None = None
-        for event in events:
-            if isinstance(event, DoneEvent | ErrorEvent):
-                outcome = event
-        if isinstance(outcome, DoneEvent):
-            return outcome.result
-        if isinstance(outcome, ErrorEvent):
-            raise ERRORS_BY_CODE.get(outcome.code, TurnFailed)(outcome.message)
-        raise TurnFailed("the turn ended without a result")
+        try:
+            async for event in events:
+                if isinstance(event, DoneEvent | ErrorEvent):
+                    outcome = event
+        finally:
+            if isinstance(events, TurnStream):
+                await events.aclose()
+        return settle(outcome)
 
-    def _acquire(self, thread_id: str) -> TurnLock:
-        lock = self.locks.acquire(thread_id)
+    async def _acquire(self, thread_id: str) -> TurnLock:
+        lock = await self.locks.acquire(thread_id)
         if lock is None:
             log.info("thread busy thread=%s", thread_id)
             raise ThreadBusy(f"thread {thread_id!r} is running another turn; nothing was done with this "
@@ -317,11 +320,20 @@ class HandoffService:
         return lock
 
     @staticmethod
-    def _records(
+    async def _records(
         graph: CompiledStateGraph, thread_id: str, values: dict[str, Any] | None = None
     ) -> list[HandoffRecord]:
         """The thread's records; pass the state values already read to skip a second read."""
-        return HandoffSession(graph, thread_id).records(values)
+        return await HandoffSession(graph, thread_id).arecords(values)
+
+
+def settle(outcome: DoneEvent | ErrorEvent | None) -> TurnResponse:
+    """A turn's result from its last event; its error raised as the matching ServiceError."""
+    if isinstance(outcome, DoneEvent):
+        return outcome.result
+    if isinstance(outcome, ErrorEvent):
+        raise ERRORS_BY_CODE.get(outcome.code, TurnFailed)(outcome.message)
+    raise TurnFailed("the turn ended without a result")
 
 
 def agent_names(graph: CompiledStateGraph) -> list[str]:

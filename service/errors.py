@@ -51,6 +51,12 @@ class MessageIdReused(ServiceError):
     status, code = 422, "message_id_reused"
 
 
+class UnsupportedMediaType(ServiceError):
+    """The request has a body that is not JSON."""
+
+    status, code = 415, "unsupported_media_type"
+
+
 class ThreadBusy(ServiceError):
     """A turn is already running on the thread (on this worker or another one); nothing was done."""
 

@@ -17,9 +17,9 @@ thread is busy, and the service answers 409 ``thread_busy``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
-import threading
 from typing import Any, Protocol
 
 from service.errors import LockLost, is_unavailable
@@ -31,48 +31,45 @@ CONNECT_TIMEOUT = 5
 class TurnLock(Protocol):
     """A held lock on one thread."""
 
-    def check(self) -> None:
+    async def check(self) -> None:
         """Raise LockLost if the lock is no longer held."""
 
-    def release(self) -> None:
+    async def release(self) -> None:
         """Release the lock; calling it again does nothing."""
 
 
 class TurnLocks(Protocol):
     """Where a service takes its per-thread turn locks."""
 
-    def acquire(self, thread_id: str) -> TurnLock | None:
+    async def acquire(self, thread_id: str) -> TurnLock | None:
         """The thread's lock, or None when another turn holds it."""
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Release resources (connections)."""
 
 
 class LocalTurnLocks:
-    """In-process turn locks: correct for one worker process."""
+    """In-process turn locks: correct for one worker process (its turns share one event loop)."""
 
     def __init__(self) -> None:
         self._busy: set[str] = set()
-        self._guard = threading.Lock()
 
-    def acquire(self, thread_id: str) -> TurnLock | None:
+    async def acquire(self, thread_id: str) -> TurnLock | None:
         """Mark ``thread_id`` busy; None if it already is."""
-        with self._guard:
-            if thread_id in self._busy:
-                return None
-            self._busy.add(thread_id)
+        return self.take(thread_id)
+
+    def take(self, thread_id: str) -> _LocalLock | None:
+        """``acquire`` without awaiting (no other coroutine can run in between)."""
+        if thread_id in self._busy:
+            return None
+        self._busy.add(thread_id)
         return _LocalLock(self, thread_id)
 
     def busy(self, thread_id: str) -> bool:
         """Whether a turn holds the thread now."""
-        with self._guard:
-            return thread_id in self._busy
+        return thread_id in self._busy
 
-    def _release(self, thread_id: str) -> None:
-        with self._guard:
-            self._busy.discard(thread_id)
-
-    def close(self) -> None:
+    async def close(self) -> None:
         """Nothing to release."""
 
 
@@ -82,13 +79,17 @@ class _LocalLock:
         self._thread_id = thread_id
         self._held = True
 
-    def check(self) -> None:
+    async def check(self) -> None:
         """An in-process lock cannot be lost."""
 
-    def release(self) -> None:
+    async def release(self) -> None:
+        self.drop()
+
+    def drop(self) -> None:
+        """``release`` without awaiting."""
         if self._held:
             self._held = False
-            self._owner._release(self._thread_id)
+            self._owner._busy.discard(self._thread_id)
 
 
 def advisory_key(thread_id: str) -> int:
@@ -118,79 +119,82 @@ class PostgresTurnLocks:
         self.connect_timeout = connect_timeout
         self._local = LocalTurnLocks()
         self._conn: Any = None
-        self._guard = threading.Lock()
+        self._guard = asyncio.Lock()
 
-    def acquire(self, thread_id: str) -> TurnLock | None:
+    async def acquire(self, thread_id: str) -> TurnLock | None:
         """Try the thread's advisory lock; None when another turn (here or in another worker) holds it.
 
         Raises:
             psycopg.OperationalError: PostgreSQL is unreachable.
         """
-        local = self._local.acquire(thread_id)
+        local = self._local.take(thread_id)
         if local is None:
             return None
         key = advisory_key(thread_id)
         try:
-            with self._guard:
-                conn = self._session()
-                row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+            async with self._guard:
+                conn = await self._session()
+                row = await (await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))).fetchone()
         except BaseException:
-            local.release()
+            local.drop()
             raise
         if not (row and row[0]):
-            local.release()
+            local.drop()
             return None
         return _AdvisoryLock(self, conn, key, local)
 
-    def _session(self) -> Any:
+    async def _session(self) -> Any:
         """The lock session, reopened if it broke (call with ``_guard`` held)."""
         import psycopg
 
         if self._conn is not None and not self._conn.closed and not self._conn.broken:
             try:
-                self._conn.execute("SELECT 1")
+                await self._conn.execute("SELECT 1")
                 return self._conn
             except psycopg.Error:
-                self._conn.close()
-        self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=self.connect_timeout,
-                                     application_name="handoff-turn-locks")
+                await self._conn.close()
+        self._conn = await psycopg.AsyncConnection.connect(
+            self.url, autocommit=True, connect_timeout=self.connect_timeout,
+            application_name="handoff-turn-locks")
         return self._conn
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Close the lock session (any lock still held is released with it)."""
-        with self._guard:
+        async with self._guard:
             if self._conn is not None:
-                self._conn.close()
+                await self._conn.close()
                 self._conn = None
 
 
 class _AdvisoryLock:
-    def __init__(self, owner: PostgresTurnLocks, conn: Any, key: int, local: TurnLock) -> None:
+    def __init__(self, owner: PostgresTurnLocks, conn: Any, key: int, local: _LocalLock) -> None:
         self._owner = owner
         self._conn = conn
         self._key = key
         self._local = local
         self._held = True
 
-    def check(self) -> None:
-        with self._owner._guard:
+    async def check(self) -> None:
+        async with self._owner._guard:
             if not self._held:
                 raise LockLost("the thread's lock was released")
             try:
-                self._conn.execute("SELECT 1")
+                await self._conn.execute("SELECT 1")
             except Exception as exc:
                 if is_unavailable(exc):
                     raise LockLost("the thread's lock was lost with its database session") from None
                 raise
 
-    def release(self) -> None:
-        with self._owner._guard:
-            if not self._held:
-                return
-            self._held = False
-            with contextlib.suppress(Exception):  # a broken session took the lock with it
-                self._conn.execute("SELECT pg_advisory_unlock(%s)", (self._key,))
-        self._local.release()
+    async def release(self) -> None:
+        try:
+            async with self._owner._guard:
+                if not self._held:
+                    return
+                self._held = False
+                with contextlib.suppress(Exception):  # a broken session took the lock with it
+                    await self._conn.execute("SELECT pg_advisory_unlock(%s)", (self._key,))
+        finally:
+            self._local.drop()
 
 
 def turn_locks_for(url: str) -> TurnLocks:

@@ -1,24 +1,33 @@
-"""The service's persistence: ``graphs.persistence`` for memory and SQLite, pooled connections on PostgreSQL.
+"""The service's persistence: async checkpointers and stores, pooled connections on PostgreSQL.
 
-``graphs.persistence.open_persistence`` gives the checkpointer and the store one
-connection each, which is right for the CLI. A service must outlive a
-PostgreSQL restart: here both use a small ``psycopg_pool.ConnectionPool``
-whose connections are checked before use, so a connection the restart broke is
-replaced instead of failing every later request. Setting up the tables is
-serialised across workers with an advisory lock, so two workers starting at
-once do not race on ``CREATE TABLE``.
+The service runs its graphs with ``astream`` on the event loop, so it needs
+the async savers and stores: ``InMemorySaver``/``InMemoryStore`` (memory),
+``AsyncSqliteSaver``/``AsyncSqliteStore`` (SQLite, one worker) and
+``AsyncPostgresSaver``/``AsyncPostgresStore`` (PostgreSQL, many workers).
+
+``graphs.persistence.open_persistence`` gives the CLI one connection each. A
+service must outlive a PostgreSQL restart: here both use a small
+``psycopg_pool.AsyncConnectionPool`` whose connections are checked before use,
+so a connection the restart broke is replaced instead of failing every later
+request. Setting up the tables is serialised across workers with an advisory
+lock, so two workers starting at once do not race on ``CREATE TABLE``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-from graphs.persistence import Persistence, PersistenceError, open_persistence, serializer
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.store.memory import InMemoryStore
 
-POOL_SIZE = 4
-"""Connections the checkpointer and the store share per worker (the checkpointer serialises its own)."""
+from graphs.persistence import SQLITE_PRAGMAS, Persistence, PersistenceError, serializer, sqlite_path
+
+POOL_SIZE = 8
+"""Connections the checkpointer and the store share per worker: turns of different threads run
+at the same time on one event loop, and each step holds a connection only while it reads or writes."""
 CONNECT_WAIT = 10.0
 """Seconds a database operation waits for a connection (e.g. while PostgreSQL restarts)."""
 SETUP_LOCK = 0x68616E646F6666  # "handoff": the advisory key that serialises table set-up
@@ -29,43 +38,75 @@ def is_postgres(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://"))
 
 
-@contextmanager
-def open_service_persistence(url: str) -> Iterator[Persistence]:
-    """Checkpointer and store for ``url``; on PostgreSQL over a checked connection pool.
+@asynccontextmanager
+async def open_service_persistence(url: str) -> AsyncIterator[Persistence]:
+    """Async checkpointer and store for ``url``; on PostgreSQL over a checked connection pool.
 
     Raises:
         PersistenceError: the URL is unusable or the database cannot be reached.
     """
-    if not is_postgres(url):
-        with open_persistence(url) as persistence:
+    if url == "memory":
+        yield Persistence(InMemorySaver(serde=serializer()), InMemoryStore(), url)
+    elif is_postgres(url):
+        async with _postgres(url) as persistence:
             yield persistence
-        return
-    from langgraph.checkpoint.postgres import PostgresSaver
-    from langgraph.store.postgres import PostgresStore
+    else:
+        async with _sqlite(url) as persistence:
+            yield persistence
+
+
+@asynccontextmanager
+async def _sqlite(url: str) -> AsyncIterator[Persistence]:
+    import aiosqlite
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+    from langgraph.store.sqlite.aio import AsyncSqliteStore
+
+    path = sqlite_path(url)
+    async with AsyncExitStack() as stack:
+        try:
+            conn = await stack.enter_async_context(aiosqlite.connect(str(path), isolation_level=None))
+            store_conn = await stack.enter_async_context(aiosqlite.connect(str(path), isolation_level=None))
+            for connection in (conn, store_conn):
+                for pragma in SQLITE_PRAGMAS:
+                    # closed at once: an unread result would keep its statement, and a lock, open
+                    await (await connection.execute(pragma)).close()
+            saver = AsyncSqliteSaver(conn, serde=serializer())
+            await saver.setup()
+            store = AsyncSqliteStore(store_conn)
+            await store.setup()
+        except (OSError, sqlite3.Error) as exc:
+            raise PersistenceError(f"cannot open SQLite file {path}: {exc}") from None
+        yield Persistence(saver, store, f"sqlite:///{path}")
+
+
+@asynccontextmanager
+async def _postgres(url: str) -> AsyncIterator[Persistence]:
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from langgraph.store.postgres.aio import AsyncPostgresStore
     from psycopg import OperationalError
     from psycopg.rows import dict_row
-    from psycopg_pool import ConnectionPool, PoolTimeout
+    from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-    pool: Any = ConnectionPool(
+    pool: Any = AsyncConnectionPool(
         url, min_size=1, max_size=POOL_SIZE, timeout=CONNECT_WAIT, open=False, name="handoff-persistence",
         kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
-        check=ConnectionPool.check_connection,
+        check=AsyncConnectionPool.check_connection,
     )
     try:
-        pool.open(wait=True, timeout=CONNECT_WAIT)
+        await pool.open(wait=True, timeout=CONNECT_WAIT)
     except (PoolTimeout, OperationalError) as exc:
-        pool.close()
+        await pool.close()
         raise PersistenceError(f"cannot connect to PostgreSQL at {url}: {exc}") from None
     try:
-        saver = PostgresSaver(pool, serde=serializer())
-        store = PostgresStore(pool)
-        with pool.connection() as conn:
-            conn.execute("SELECT pg_advisory_lock(%s)", (SETUP_LOCK,))
+        saver = AsyncPostgresSaver(pool, serde=serializer())
+        store = AsyncPostgresStore(pool)
+        async with pool.connection() as conn:
+            await conn.execute("SELECT pg_advisory_lock(%s)", (SETUP_LOCK,))
             try:
-                saver.setup()
-                store.setup()
+                await saver.setup()
+                await store.setup()
             finally:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK,))
+                await conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK,))
         yield Persistence(saver, store, url)
     finally:
-        pool.close()
+        await pool.close()

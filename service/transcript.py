@@ -69,12 +69,13 @@ class SentBefore:
     """It is the thread's most recent user message."""
 
 
-def find_sent(journal: Journal, values: Mapping[str, Any], message_id: str) -> SentBefore | None:
+async def find_sent(journal: Journal, values: Mapping[str, Any], message_id: str) -> SentBefore | None:
     """The user message ``message_id`` if the thread holds it: in the checkpoint's window
     (where it is before intake has archived it) or among the journal's last ``LOOKBACK`` messages."""
     found = _find(list(values.get("messages") or []), message_id)
     if found is None:
-        found = _find(journal.messages(int(values.get("transcript_len") or 0), last=LOOKBACK), message_id)
+        recent = await journal.amessages(int(values.get("transcript_len") or 0), last=LOOKBACK)
+        found = _find(recent, message_id)
     return found
 
 

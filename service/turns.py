@@ -6,18 +6,20 @@ accepted until the turn's last event is produced. The lock is released
 that sends its next message as soon as it reads ``done`` never finds its own
 thread busy.
 
-Every run streams with ``durability="sync"`` (each step is checkpointed before
-the next begins) and with ``HandoffSession``'s run config (LangSmith metadata,
-tags and masking, graphs/telemetry.py), and checks between steps that it
-still holds the thread's lock; a lost lock stops it at its last checkpoint.
+Every run is ``graph.astream`` on the event loop: the agents' model calls are
+awaited, so many threads' turns run at once on one loop and a slow model call
+holds up nobody else. It streams with ``durability="sync"`` (each step is
+checkpointed before the next begins) and with ``HandoffSession``'s run config
+(LangSmith metadata, tags and masking, graphs/telemetry.py), and checks
+between steps that it still holds the thread's lock; a lost lock stops it at
+its last checkpoint.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
@@ -42,35 +44,35 @@ from state import HandoffEvent
 log = logging.getLogger("service")
 
 
-class TurnStream(Iterator[TurnEvent]):
+class TurnStream(AsyncIterator[TurnEvent]):
     """The events of one turn, run as they are read; holds the thread's lock until the turn ends.
 
-    Read it to the end (or ``close()`` it): a stream dropped unread releases
-    the lock when it is garbage-collected, but closing says so explicitly.
+    Read it to the end, or ``aclose()`` it (``async with`` does): that stops a turn
+    still running at its last checkpoint and releases the thread's lock.
     """
 
-    def __init__(self, events: Iterator[TurnEvent], lock: TurnLock) -> None:
+    def __init__(self, events: AsyncGenerator[TurnEvent, None], lock: TurnLock) -> None:
         self._events = events
         self._lock = lock
 
-    def __iter__(self) -> TurnStream:
+    def __aiter__(self) -> TurnStream:
         return self
 
-    def __next__(self) -> TurnEvent:
-        return next(self._events)
+    async def __anext__(self) -> TurnEvent:
+        return await self._events.__anext__()
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         """Stop the turn (if it is still running) and release the thread's lock."""
         try:
-            close = getattr(self._events, "close", None)
-            if close is not None:
-                close()
+            await self._events.aclose()
         finally:
-            self._lock.release()
+            await self._lock.release()
 
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # e.g. at interpreter shutdown
-            self.close()
+    async def __aenter__(self) -> TurnStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 def config(thread_id: str) -> dict[str, Any]:
@@ -78,19 +80,19 @@ def config(thread_id: str) -> dict[str, Any]:
     return {"configurable": {"thread_id": thread_id}}
 
 
-def stream_run(
+async def stream_run(
     graph: CompiledStateGraph, graph_name: str, thread_id: str, graph_input: Any, lock: TurnLock
-) -> Iterator[tuple[str, Any]]:
+) -> AsyncIterator[tuple[str, Any]]:
     """The graph's ``(mode, chunk)`` stream for one run, checking the lock after every step."""
     run_config = HandoffSession(graph, thread_id, graph_name=graph_name).config
-    for mode, chunk in graph.stream(graph_input, run_config, stream_mode=["custom", "updates"],
-                                    durability="sync"):
+    async for mode, chunk in graph.astream(graph_input, run_config, stream_mode=["custom", "updates"],
+                                           durability="sync"):
         yield mode, chunk
         if mode == "updates":
-            lock.check()
+            await lock.check()
 
 
-def complete_run(graph: CompiledStateGraph, graph_name: str, thread_id: str, lock: TurnLock) -> None:
+async def complete_run(graph: CompiledStateGraph, graph_name: str, thread_id: str, lock: TurnLock) -> None:
     """Finish the run a dead worker (or a lost database) left unfinished, before anything else runs.
 
     Raises:
@@ -98,16 +100,16 @@ def complete_run(graph: CompiledStateGraph, graph_name: str, thread_id: str, loc
     """
     log.warning("completing an interrupted run thread=%s", thread_id)
     try:
-        for _ in stream_run(graph, graph_name, thread_id, None, lock):
+        async for _ in stream_run(graph, graph_name, thread_id, None, lock):
             pass
     except Exception as exc:
         raise as_service_error(exc) from None
 
 
-def run_turn(
+async def run_turn(
     graph: CompiledStateGraph, graph_name: str, thread_id: str, graph_input: Any, lock: TurnLock,
     message_id: str | None, *, duplicate: bool = False,
-) -> Iterator[TurnEvent]:
+) -> AsyncGenerator[TurnEvent, None]:
     """The events of one run: handoff events, steps, messages, then escalation and done (or error).
 
     Args:
@@ -125,7 +127,7 @@ def run_turn(
     log.info("turn started thread=%s graph=%s resumed=%s", thread_id, graph_name, graph_input is None)
     try:
         try:
-            for mode, chunk in stream_run(graph, graph_name, thread_id, graph_input, lock):
+            async for mode, chunk in stream_run(graph, graph_name, thread_id, graph_input, lock):
                 if mode == "custom":
                     if isinstance(chunk, dict) and chunk.get("type") == "handoff":
                         event = HandoffEvent.model_validate(chunk)
@@ -140,36 +142,38 @@ def run_turn(
                         said.append(message)
                         yield MessageEvent(message=message)
             if duplicate and message_id is not None:
-                said = _said_after(graph, thread_id, message_id) or said
-            result = turn_response(graph, thread_id, events, said, message_id, duplicate)
+                said = await _said_after(graph, thread_id, message_id) or said
+            result = await turn_response(graph, thread_id, events, said, message_id, duplicate)
         except Exception as exc:  # the stream has begun: report, do not raise
             error = as_service_error(exc)
-            lock.release()
+            await lock.release()
             log.warning("turn failed thread=%s code=%s error=%s", thread_id, error.code, type(exc).__name__)
             yield ErrorEvent(code=error.code, message=error.message)
             return
-        lock.release()
+        await lock.release()
         log.info("turn done thread=%s agent=%s ms=%d", thread_id, result.active_agent,
                  (time.monotonic() - started) * 1000)
         if result.escalation is not None:
             yield EscalationEvent(escalation=result.escalation)
         yield DoneEvent(result=result)
     finally:
-        lock.release()
+        await lock.release()
 
 
-def replay_turn(graph: CompiledStateGraph, thread_id: str, sent: SentBefore, lock: TurnLock) -> Iterator[TurnEvent]:
+async def replay_turn(
+    graph: CompiledStateGraph, thread_id: str, sent: SentBefore, lock: TurnLock
+) -> AsyncGenerator[TurnEvent, None]:
     """The outcome of a turn that already ran, as its events would have told it; nothing runs."""
     try:
         said = chat_messages(sent.after)
-        result = turn_response(graph, thread_id, [], said, sent.message.id, True)
+        result = await turn_response(graph, thread_id, [], said, sent.message.id, True)
     except Exception as exc:
         error = as_service_error(exc)
-        lock.release()
+        await lock.release()
         yield ErrorEvent(code=error.code, message=error.message)
         return
     finally:
-        lock.release()
+        await lock.release()
     for message in said:
         yield MessageEvent(message=message)
     if result.escalation is not None:
@@ -177,18 +181,18 @@ def replay_turn(graph: CompiledStateGraph, thread_id: str, sent: SentBefore, loc
     yield DoneEvent(result=result)
 
 
-def _said_after(graph: CompiledStateGraph, thread_id: str, message_id: str) -> list[ChatMessage]:
-    values = graph.get_state(config(thread_id)).values or {}
-    sent = find_sent(Journal(graph.store, thread_id), values, message_id)
+async def _said_after(graph: CompiledStateGraph, thread_id: str, message_id: str) -> list[ChatMessage]:
+    values = (await graph.aget_state(config(thread_id))).values or {}
+    sent = await find_sent(Journal(graph.store, thread_id), values, message_id)
     return chat_messages(sent.after) if sent is not None else []
 
 
-def turn_response(
+async def turn_response(
     graph: CompiledStateGraph, thread_id: str, events: list[HandoffEvent], said: list[ChatMessage],
     message_id: str | None, duplicate: bool,
 ) -> TurnResponse:
     """The turn's result as the thread now stands."""
-    snapshot = graph.get_state(config(thread_id))
+    snapshot = await graph.aget_state(config(thread_id))
     values = snapshot.values or {}
     reply = next((m.text for m in reversed(said) if m.role == "agent"), "")
     return TurnResponse(
@@ -199,7 +203,7 @@ def turn_response(
         active_agent=values.get("active_agent"),
         messages=said,
         events=events,
-        handoffs=HandoffSession(graph, thread_id).records(values),
+        handoffs=await HandoffSession(graph, thread_id).arecords(values),
         case_file=values.get("case_file") or {},
         escalation=pending_escalation(snapshot),
     )

@@ -23,7 +23,7 @@ from benchmarks.load import (
     run_load,
     verify_conversation,
 )
-from service.embedding import HandoffService
+from service.blocking import BlockingHandoffService
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 TURNS = 6
@@ -59,7 +59,7 @@ def played() -> tuple[Conversation, StoredThread, Reference]:
     ref = references({CUSTOMER_SERVICE}, TURNS)[CUSTOMER_SERVICE]
     conv = conversation(1, CUSTOMER_SERVICE, TURNS, "r123456")
     conv.ids_sent = True
-    with HandoffService.open("memory", model=OfflineChatModel()) as svc:
+    with BlockingHandoffService.open("memory", model=OfflineChatModel()) as svc:
         conv.thread_id = svc.start_thread(CUSTOMER_SERVICE).thread_id
         for text, message_id in zip(conv.texts, conv.message_ids, strict=True):
             result = svc.result(svc.send(conv.thread_id, text, message_id=message_id))

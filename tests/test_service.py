@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,8 +14,10 @@ from langgraph.graph import START, StateGraph
 from agents.offline import OfflineChatModel
 from graphs.registry import GRAPHS, GraphEntry
 from service.app import create_app
+from service.blocking import BlockingHandoffService
 from service.embedding import HandoffService
 from service.errors import ThreadBusy
+from service.models import DoneEvent
 from state import HandoffState
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -191,6 +194,19 @@ def test_malformed_message_body_is_422(client: TestClient, content: bytes, field
     assert field in error["message"]
 
 
+@pytest.mark.parametrize("path", ["/threads", "/threads/{thread_id}/messages", "/threads/{thread_id}/escalation"])
+def test_a_body_that_is_not_json_is_415_and_changes_nothing(client: TestClient, path: str) -> None:
+    thread_id = start(client)
+    response = client.post(path.format(thread_id=thread_id), content=b"text=hello",
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+    error = assert_error(response, 415, "unsupported_media_type")
+    assert "application/x-www-form-urlencoded" in error["message"]
+    assert client.get(f"/threads/{thread_id}").json()["messages"] == []
+    charset = client.post(f"/threads/{thread_id}/messages", content=b'{"text": "hello"}',
+                          headers={"Content-Type": "application/json; charset=utf-8"})
+    assert charset.status_code == 200
+
+
 def test_answering_when_no_escalation_is_pending_is_409(client: TestClient) -> None:
     thread_id = start(client)
     say(client, thread_id, HELLO)
@@ -264,26 +280,39 @@ def test_the_web_chat_and_its_assets_are_served(client: TestClient) -> None:
     assert client.get("/static/style.css").status_code == 200
 
 
-def test_a_thread_runs_one_turn_at_a_time() -> None:
-    with HandoffService.open("memory", model=OfflineChatModel()) as service:
-        thread_id = service.start_thread().thread_id
-        held = service.locks.acquire(thread_id)
+@pytest.mark.anyio
+async def test_a_thread_runs_one_turn_at_a_time() -> None:
+    async with HandoffService.open("memory", model=OfflineChatModel()) as service:
+        thread_id = (await service.start_thread()).thread_id
+        held = await service.locks.acquire(thread_id)
         assert held is not None
         try:
             with pytest.raises(ThreadBusy):
-                service.send(thread_id, HELLO)
+                await service.send(thread_id, HELLO)
         finally:
-            held.release()
-        assert service.result(service.send(thread_id, HELLO)).active_agent == "general_support"
+            await held.release()
+        assert (await service.result(await service.send(thread_id, HELLO))).active_agent == "general_support"
 
 
-def test_embedding_api_holds_a_conversation_without_http() -> None:
-    with HandoffService.open("memory", model=OfflineChatModel()) as service:
+@pytest.mark.anyio
+async def test_async_embedding_api_holds_a_conversation_without_http() -> None:
+    async with HandoffService.open("memory", model=OfflineChatModel()) as service:
+        thread_id = (await service.start_thread("customer-service")).thread_id
+        await service.result(await service.send(thread_id, HELLO))
+        result = await service.result(await service.send(thread_id, TECHNICAL))
+        assert result.active_agent == "technical_specialist"
+        assert [r.target for r in await service.handoffs(thread_id)] == ["technical_specialist"]
+
+
+def test_blocking_embedding_api_holds_a_conversation_from_sync_code() -> None:
+    with BlockingHandoffService.open("memory", model=OfflineChatModel()) as service:
         thread_id = service.start_thread("customer-service").thread_id
-        service.result(service.send(thread_id, HELLO))
+        events = list(service.send(thread_id, HELLO))
+        assert isinstance(events[-1], DoneEvent) and events[-1].result.active_agent == "general_support"
         result = service.result(service.send(thread_id, TECHNICAL))
         assert result.active_agent == "technical_specialist"
         assert [r.target for r in service.handoffs(thread_id)] == ["technical_specialist"]
+        assert service.state(thread_id).case_file["account_id"] == "ACC-1001"
 
 
 def test_thread_resumes_on_another_app_instance_sharing_postgresql() -> None:
@@ -357,3 +386,18 @@ def test_openapi_documents_every_endpoint_and_the_error_shape(client: TestClient
     assert {"application/json", "text/event-stream"} <= set(send["200"]["content"])
     assert send["404"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
     assert {"TurnResponse", "ThreadState", "ErrorBody"} <= set(spec["components"]["schemas"])
+
+
+def test_the_default_sqlite_persistence_keeps_threads_across_a_restart(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'service.sqlite'}"
+    with TestClient(create_app(db, model=OfflineChatModel())) as first:
+        assert first.get("/healthz").json()["persistence"] == "sqlite"
+        thread_id = start(first)
+        say(first, thread_id, HELLO)
+        say(first, thread_id, TECHNICAL)
+    with TestClient(create_app(db, model=OfflineChatModel())) as again:
+        state = again.get(f"/threads/{thread_id}").json()
+        assert state["active_agent"] == "technical_specialist"
+        assert [m["text"] for m in state["messages"] if m["role"] == "user"] == [HELLO, TECHNICAL]
+        assert [h["request"]["target"] for h in again.get(f"/threads/{thread_id}/handoffs").json()] == [
+            "technical_specialist"]

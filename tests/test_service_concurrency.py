@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from agents.offline import OfflineChatModel
-from service.embedding import HandoffService
+from service.blocking import BlockingHandoffService
 from tests.support.service_worker import (
     Sent,
     Worker,
@@ -58,9 +58,9 @@ def workers(signals: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 @pytest.fixture(scope="module")
-def reader() -> Iterator[HandoffService]:
+def reader() -> Iterator[BlockingHandoffService]:
     """Reads threads straight from PostgreSQL, beside the workers."""
-    with HandoffService.open(POSTGRES_URL, model=OfflineChatModel()) as service:
+    with BlockingHandoffService.open(POSTGRES_URL, model=OfflineChatModel()) as service:
         yield service
 
 
@@ -71,7 +71,7 @@ def start_thread(base: str) -> str:
 
 
 def test_twenty_conversations_on_two_workers_lose_and_duplicate_no_turn(
-    workers: list[Worker], reader: HandoffService
+    workers: list[Worker], reader: BlockingHandoffService
 ) -> None:
     urls = [w.url for w in workers]
 
@@ -99,7 +99,7 @@ def test_twenty_conversations_on_two_workers_lose_and_duplicate_no_turn(
 
 @pytest.mark.parametrize("spread", ["same worker", "two workers"])
 def test_two_messages_racing_on_one_thread_have_one_winner_and_a_409(
-    workers: list[Worker], reader: HandoffService, signals: Path, spread: str
+    workers: list[Worker], reader: BlockingHandoffService, signals: Path, spread: str
 ) -> None:
     first = workers[0].url
     second = workers[1].url if spread == "two workers" else first
@@ -152,7 +152,7 @@ def _first_done(futures: list[Future[httpx.Response]]) -> list[Future[httpx.Resp
 
 
 def test_a_slow_model_call_on_one_thread_does_not_hold_up_another_thread(
-    workers: list[Worker], reader: HandoffService, signals: Path
+    workers: list[Worker], reader: BlockingHandoffService, signals: Path
 ) -> None:
     base = workers[0].url  # one process: the two turns share its event loop and its persistence
     slow_thread, quick_thread = start_thread(base), start_thread(base)

@@ -23,7 +23,7 @@ from langchain_core.messages import HumanMessage
 
 from agents.offline import OfflineChatModel
 from service.app import create_app
-from service.embedding import HandoffService
+from service.blocking import BlockingHandoffService
 from service.models import StepEvent
 from service.transcript import unfinished
 from tests.support.service_worker import (
@@ -61,12 +61,12 @@ def workers(signals: Path, tmp_path: Path) -> Iterator[list[Worker]]:
 
 
 @pytest.fixture
-def reader() -> Iterator[HandoffService]:
-    with HandoffService.open(POSTGRES_URL, model=OfflineChatModel()) as service:
+def reader() -> Iterator[BlockingHandoffService]:
+    with BlockingHandoffService.open(POSTGRES_URL, model=OfflineChatModel()) as service:
         yield service
 
 
-def new_thread(service: HandoffService) -> str:
+def new_thread(service: BlockingHandoffService) -> str:
     """A thread registered straight in the database (any worker can take it)."""
     return service.start_thread().thread_id
 
@@ -81,7 +81,7 @@ def conversation(
 
 
 def test_a_worker_killed_mid_turn_leaves_every_conversation_whole(
-    workers: list[Worker], reader: HandoffService, signals: Path
+    workers: list[Worker], reader: BlockingHandoffService, signals: Path
 ) -> None:
     doomed, survivor = workers
     urls = [doomed.url, survivor.url]
@@ -154,7 +154,7 @@ def wait_for_postgres(limit: float = 60.0) -> None:
 
 
 def test_postgresql_restarted_mid_turn_leaves_every_conversation_whole(
-    workers: list[Worker], reader: HandoffService, signals: Path
+    workers: list[Worker], reader: BlockingHandoffService, signals: Path
 ) -> None:
     urls = [w.url for w in workers]
     held_threads = [new_thread(reader) for _ in range(6)]
@@ -195,7 +195,7 @@ def test_postgresql_restarted_mid_turn_leaves_every_conversation_whole(
 
 
 def test_a_model_that_times_out_for_some_threads_ends_their_turn_honestly(
-    workers: list[Worker], reader: HandoffService
+    workers: list[Worker], reader: BlockingHandoffService
 ) -> None:
     urls = [w.url for w in workers]
     threads = [new_thread(reader) for _ in range(6)]
@@ -248,7 +248,7 @@ def test_a_message_sent_again_with_its_id_is_stored_once() -> None:
 def test_a_turn_left_unfinished_is_completed_once_by_the_next_request(
     next_message: str, stopped_after: str
 ) -> None:
-    with HandoffService.open("memory", model=OfflineChatModel()) as service:
+    with BlockingHandoffService.open("memory", model=OfflineChatModel()) as service:
         thread_id = service.start_thread().thread_id
         service.result(service.send(thread_id, HELLO.format(tag="a"), message_id="m1"))
         stream = service.send(thread_id, TECHNICAL.format(tag="a"), message_id="m2")

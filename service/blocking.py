@@ -1,0 +1,116 @@
+"""``HandoffService`` for synchronous code: scripts, sync web frameworks, tests.
+
+The service is async (service/embedding.py). ``BlockingHandoffService`` runs
+one on an event loop in a thread of its own (anyio's ``BlockingPortal``) and
+gives each of its methods a blocking twin; turns are plain iterators of the
+same ``TurnEvent``s. Many threads of the calling program may use one instance
+at once: their turns run side by side on the portal's loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+from langgraph.graph.state import CompiledStateGraph
+
+from graphs.persistence import Persistence
+from service.embedding import TRANSCRIPT_LIMIT, HandoffService, settle
+from service.models import (
+    DEFAULT_GRAPH,
+    AnswerEscalation,
+    DoneEvent,
+    ErrorEvent,
+    Escalation,
+    GraphInfo,
+    ThreadInfo,
+    ThreadState,
+    TurnEvent,
+    TurnResponse,
+)
+from service.turns import TurnStream
+from state import HandoffRecord
+
+
+class BlockingHandoffService:
+    """The async ``HandoffService`` behind blocking calls."""
+
+    def __init__(self, portal: BlockingPortal, service: HandoffService) -> None:
+        self.portal = portal
+        self.service = service
+
+    @classmethod
+    @contextmanager
+    def open(cls, url: str = "memory", **kwargs: Any) -> Iterator[BlockingHandoffService]:
+        """A service over ``url`` on an event loop of its own, closed on exit; kwargs go to
+        ``HandoffService``."""
+        with start_blocking_portal() as portal, \
+                portal.wrap_async_context_manager(HandoffService.open(url, **kwargs)) as service:
+            yield cls(portal, service)
+
+    @property
+    def persistence(self) -> Persistence:
+        """The async checkpointer and store (their sync methods work from any thread but the portal's)."""
+        return self.service.persistence
+
+    def graph(self, name: str) -> CompiledStateGraph:
+        """Graph ``name`` compiled against this service's persistence."""
+        return self.service.graph(name)
+
+    def graphs(self) -> list[GraphInfo]:
+        """The graphs this service runs."""
+        return self.service.graphs()
+
+    def start_thread(self, graph: str = DEFAULT_GRAPH, *, owner: str | None = None) -> ThreadInfo:
+        """See ``HandoffService.start_thread``."""
+        return self.portal.call(lambda: self.service.start_thread(graph, owner=owner))
+
+    def thread(self, thread_id: str, *, owner: str | None = None) -> ThreadInfo:
+        """See ``HandoffService.thread``."""
+        return self.portal.call(lambda: self.service.thread(thread_id, owner=owner))
+
+    def state(self, thread_id: str, limit: int = TRANSCRIPT_LIMIT, *, owner: str | None = None) -> ThreadState:
+        """See ``HandoffService.state``."""
+        return self.portal.call(lambda: self.service.state(thread_id, limit, owner=owner))
+
+    def handoffs(self, thread_id: str, *, owner: str | None = None) -> list[HandoffRecord]:
+        """See ``HandoffService.handoffs``."""
+        return self.portal.call(lambda: self.service.handoffs(thread_id, owner=owner))
+
+    def escalation(self, thread_id: str, *, owner: str | None = None) -> Escalation | None:
+        """See ``HandoffService.escalation``."""
+        return self.portal.call(lambda: self.service.escalation(thread_id, owner=owner))
+
+    def send(
+        self, thread_id: str, text: str, *, message_id: str | None = None, owner: str | None = None
+    ) -> Iterator[TurnEvent]:
+        """See ``HandoffService.send``; refusals raise here, before any event. Read the events to
+        the end, or ``close()`` the iterator to stop the turn and release the thread."""
+        stream = self.portal.call(
+            lambda: self.service.send(thread_id, text, message_id=message_id, owner=owner))
+        return self._events(stream)
+
+    def answer(self, thread_id: str, answer: AnswerEscalation, *, owner: str | None = None) -> Iterator[TurnEvent]:
+        """See ``HandoffService.answer``."""
+        stream = self.portal.call(lambda: self.service.answer(thread_id, answer, owner=owner))
+        return self._events(stream)
+
+    def result(self, events: Iterable[TurnEvent]) -> TurnResponse:
+        """Run a turn's events to their end and return the result (see ``HandoffService.result``)."""
+        outcome: DoneEvent | ErrorEvent | None = None
+        for event in events:
+            if isinstance(event, DoneEvent | ErrorEvent):
+                outcome = event
+        return settle(outcome)
+
+    def _events(self, stream: TurnStream) -> Iterator[TurnEvent]:
+        try:
+            while True:
+                try:
+                    yield self.portal.call(stream.__anext__)
+                except StopAsyncIteration:
+                    return
+        finally:
+            self.portal.call(stream.aclose)
