@@ -7,18 +7,20 @@ the async savers and stores: ``InMemorySaver``/``InMemoryStore`` (memory),
 
 ``graphs.persistence.open_persistence`` gives the CLI one connection each. A
 service must outlive a PostgreSQL restart: here both use a small
-``psycopg_pool.AsyncConnectionPool`` whose connections are checked before use,
-so a connection the restart broke is replaced instead of failing every later
-request. Setting up the tables is serialised across workers with an advisory
+``psycopg_pool.AsyncConnectionPool`` whose idle connections are checked before
+use (``CheckUnlessFresh``), so a connection the restart broke is replaced
+instead of failing every later request. Setting up the tables is serialised across workers with an advisory
 lock, so two workers starting at once do not race on ``CREATE TABLE``.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
@@ -28,6 +30,8 @@ from graphs.persistence import SQLITE_PRAGMAS, Persistence, PersistenceError, se
 POOL_SIZE = 8
 """Connections the checkpointer and the store share per worker: turns of different threads run
 at the same time on one event loop, and each step holds a connection only while it reads or writes."""
+FRESH = 1.0
+"""Seconds after its return to the pool during which a connection is handed out unchecked."""
 CONNECT_WAIT = 10.0
 """Seconds a database operation waits for a connection (e.g. while PostgreSQL restarts)."""
 SETUP_LOCK = 0x68616E646F6666  # "handoff": the advisory key that serialises table set-up
@@ -79,6 +83,35 @@ async def _sqlite(url: str) -> AsyncIterator[Persistence]:
         yield Persistence(saver, store, f"sqlite:///{path}")
 
 
+class CheckUnlessFresh:
+    """The pool's connection check, skipped for a connection returned moments ago.
+
+    Checking every checkout costs a round trip each time, and a turn checks out
+    about fifty times, so under load most of the checks would probe a
+    connection that worked a few milliseconds before. A connection idle for
+    ``FRESH`` seconds or more is checked as before. What this gives up: a
+    connection broken in the last ``FRESH`` seconds (PostgreSQL restarting) fails
+    its next operation instead of being replaced first; the turn then ends with
+    503 ``persistence_unavailable`` and a retry with the same ``message_id``
+    completes it, and the pool discards the broken connection.
+    """
+
+    def __init__(self, fresh: float = FRESH) -> None:
+        self.fresh = fresh
+        self._returned: WeakKeyDictionary[Any, float] = WeakKeyDictionary()
+
+    async def returned(self, conn: Any) -> None:
+        """The pool's ``reset`` callback: note when ``conn`` came back."""
+        self._returned[conn] = time.monotonic()
+
+    async def check(self, conn: Any) -> None:
+        """The pool's ``check`` callback."""
+        from psycopg_pool import AsyncConnectionPool
+
+        if time.monotonic() - self._returned.get(conn, -self.fresh) >= self.fresh:
+            await AsyncConnectionPool.check_connection(conn)
+
+
 @asynccontextmanager
 async def _postgres(url: str) -> AsyncIterator[Persistence]:
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -87,10 +120,11 @@ async def _postgres(url: str) -> AsyncIterator[Persistence]:
     from psycopg.rows import dict_row
     from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+    checks = CheckUnlessFresh()
     pool: Any = AsyncConnectionPool(
         url, min_size=1, max_size=POOL_SIZE, timeout=CONNECT_WAIT, open=False, name="handoff-persistence",
         kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
-        check=AsyncConnectionPool.check_connection,
+        check=checks.check, reset=checks.returned,
     )
     try:
         await pool.open(wait=True, timeout=CONNECT_WAIT)
