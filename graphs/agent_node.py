@@ -13,7 +13,6 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
-from langgraph._internal._runnable import RunnableCallable  # the node type add_node builds itself
 from langgraph.errors import GraphBubbleUp
 from langgraph.runtime import Runtime
 
@@ -22,6 +21,7 @@ from agents.tooling import CONTEXT_ARG, ToolContext
 from graphs.briefing import EARLIER_MESSAGES, build_prompt
 from graphs.gate import GatePolicy, validate
 from graphs.journal import Journal
+from graphs.nodes import RunnableCallable, thread_of
 from graphs.retry import MAX_ATTEMPTS, is_transient
 from graphs.transfer import TRANSFER_PREFIX, make_transfer_tool, request_from_call
 from state import (
@@ -137,8 +137,7 @@ def make_agent_node(
     without_transfers = bind_agent_model(spec.model or model, list(spec.tools), fallback)
 
     def agent(state: HandoffState, runtime: Runtime) -> dict[str, Any]:
-        journal = Journal(runtime.store, _thread(runtime))
-        start = state.get("transcript_len", 0)
+        journal = Journal(runtime.store, thread_of(runtime), deferred=True)
         try:
             upto = _earlier_upto(state)
             earlier = journal.messages(upto, last=EARLIER_MESSAGES) if upto else []
@@ -146,15 +145,13 @@ def make_agent_node(
         except GraphBubbleUp:
             raise
         except Exception as exc:
-            update = _recover(state, exc, runtime)
-            for seq, record in _new_records(state, update):
-                journal.append_record(seq, record)
-        update["transcript_len"] = journal.append_messages(start, update["messages"])
+            update = _recover(state, exc, runtime, journal)
+        update["transcript_len"] = journal.append_messages(state.get("transcript_len", 0), update["messages"])
+        journal.flush()
         return _announce(state, update, runtime)
 
     async def aagent(state: HandoffState, runtime: Runtime) -> dict[str, Any]:
-        journal = Journal(runtime.store, _thread(runtime))
-        start = state.get("transcript_len", 0)
+        journal = Journal(runtime.store, thread_of(runtime), deferred=True)
         try:
             upto = _earlier_upto(state)
             earlier = await journal.amessages(upto, last=EARLIER_MESSAGES) if upto else []
@@ -162,10 +159,9 @@ def make_agent_node(
         except GraphBubbleUp:
             raise
         except Exception as exc:
-            update = _recover(state, exc, runtime)
-            for seq, record in _new_records(state, update):
-                await journal.aappend_record(seq, record)
-        update["transcript_len"] = await journal.aappend_messages(start, update["messages"])
+            update = _recover(state, exc, runtime, journal)
+        update["transcript_len"] = journal.append_messages(state.get("transcript_len", 0), update["messages"])
+        await journal.aflush()
         return _announce(state, update, runtime)
 
     def _steps(state: HandoffState, thread: str, earlier: list[BaseMessage]) -> Steps:
@@ -244,7 +240,7 @@ def make_agent_node(
                                        name=r.trigger_name, status="error"))
         return chosen
 
-    def _recover(state: HandoffState, exc: Exception, runtime: Runtime) -> dict[str, Any]:
+    def _recover(state: HandoffState, exc: Exception, runtime: Runtime, journal: Journal) -> dict[str, Any]:
         """After the last attempt: an honest message, state intact, and a failed record if this
         agent had just received the conversation (it goes back to the source).
 
@@ -266,10 +262,12 @@ def make_agent_node(
                 rejection=HandoffRejection(code="receiver_failed",
                                            message=f"{spec.name} could not answer: {detail}"),
             )
+            count = state.get("handoff_count", 0)
+            journal.append_record(count, record)
             text = (f"(system) {spec.title} could not take over because of an error ({detail}). "
                     f"{specs[back].title} has the conversation again; please repeat or rephrase.")
-            update.update({"active_agent": back, "handoffs": [record],
-                           "handoff_count": state.get("handoff_count", 0) + 1, "receiving": None,
+            update.update({"active_agent": back, "handoffs": [record], "handoff_count": count + 1,
+                           "receiving": None,
                            "notice": f"Your handoff to {spec.name} failed: {detail}. Help the user yourself."})
         else:
             text = (f"(system) {spec.title} could not answer because of an error ({detail}). "
@@ -292,22 +290,11 @@ def make_agent_node(
     return RunnableCallable(agent, aagent, name=spec.name, trace=False)
 
 
-def _thread(runtime: Runtime) -> str:
-    info = runtime.execution_info
-    return (info.thread_id if info else None) or ""
-
-
 def _earlier_upto(state: HandoffState) -> int:
     """Where the journal's messages before the state's window end (0: the window holds them all)."""
     start = state.get("transcript_len", 0)
     window = state.get("messages") or []
     return start - len(window) if start > len(window) else 0
-
-
-def _new_records(state: HandoffState, update: dict[str, Any]) -> list[tuple[int, HandoffRecord]]:
-    """The update's records with their journal positions."""
-    count = state.get("handoff_count", 0)
-    return [(count + i, r) for i, r in enumerate(update.get("handoffs") or [])]
 
 
 def _received(state: HandoffState, agent: str) -> HandoffRecord | None:

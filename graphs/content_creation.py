@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import StateGraph
-from langgraph.graph.state import CompiledStateGraph
 
 from agents.content_creation import (
     MAX_REVISION_ROUNDS,
@@ -15,6 +12,7 @@ from agents.content_creation import (
     content_creation_agents,
 )
 from graphs.builder import build_handoff_graph
+from graphs.exports import lazy_graph, studio_factory
 from graphs.gate import GatePolicy
 
 NAME = "content-creation"
@@ -49,17 +47,5 @@ def build_content_creation_graph(
     )
 
 
-def make_graph(config: dict[str, Any] | None = None) -> CompiledStateGraph:
-    """Compiled without a checkpointer, for LangGraph Studio (which brings its own).
-
-    Args:
-        config: Studio's run configuration (unused).
-    """
-    return build_content_creation_graph().compile()
-
-
-def __getattr__(name: str) -> Any:
-    # `graph` is built on first use so importing this module reads no environment.
-    if name == "graph":
-        return make_graph()
-    raise AttributeError(name)
+make_graph = studio_factory(build_content_creation_graph)
+__getattr__ = lazy_graph(make_graph)

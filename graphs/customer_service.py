@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import StateGraph
-from langgraph.graph.state import CompiledStateGraph
 
 from agents.back_office import BackOffice
 from agents.customer_service import GENERAL, SupportCaseFile, customer_service_agents
 from graphs.builder import build_handoff_graph
+from graphs.exports import lazy_graph, studio_factory
 from graphs.gate import GatePolicy
 
 NAME = "customer-service"
@@ -40,13 +38,5 @@ def build_customer_service_graph(
     )
 
 
-def make_graph(config: dict[str, Any] | None = None) -> CompiledStateGraph:
-    """Compiled without a checkpointer, for LangGraph Studio (which brings its own)."""
-    return build_customer_service_graph().compile()
-
-
-def __getattr__(name: str) -> Any:
-    # `graph` is built on first use so importing this module reads no environment.
-    if name == "graph":
-        return make_graph()
-    raise AttributeError(name)
+make_graph = studio_factory(build_customer_service_graph)
+__getattr__ = lazy_graph(make_graph)

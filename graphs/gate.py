@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agents.spec import AgentSpec, HandoffPayload, InitContext
 from graphs.briefing import briefing_text
 from graphs.journal import Journal
+from graphs.nodes import RunnableCallable, journaled_node
 from state import (
     CaseFile,
     CaseFileError,
@@ -175,11 +176,11 @@ def make_gate(
     case_file_model: type[CaseFile],
     policy: GatePolicy,
     default_agent: str,
-) -> Callable[[HandoffState, Runtime], dict[str, Any]]:
+) -> RunnableCallable:
     """The gate node for one graph: decide, route, record, answer the source."""
     fallback = policy.fallback or default_agent
 
-    def handoff_gate(state: HandoffState, runtime: Runtime) -> dict[str, Any]:
+    def handoff_gate(state: HandoffState, runtime: Runtime, journal: Journal) -> dict[str, Any]:
         request = state.get("pending_handoff")
         if request is None:
             return {}
@@ -198,19 +199,17 @@ def make_gate(
         if decision.init is not None and outcome == "accepted":
             emit(HandoffEvent.of("initialised", request, decision.init.summary).model_dump(mode="json"))
         emit(HandoffEvent.from_record(record).model_dump(mode="json"))
-        return _record(state, runtime, record, decision, specs)
+        return _record(state, journal, record, decision, specs)
 
-    return handoff_gate
+    return journaled_node(GATE, handoff_gate)
 
 
 def _record(
-    state: HandoffState, runtime: Runtime, record: HandoffRecord, decision: Decision,
+    state: HandoffState, journal: Journal, record: HandoffRecord, decision: Decision,
     specs: Mapping[str, AgentSpec],
 ) -> dict[str, Any]:
     """The state update for a decided handoff; the record also goes to the journal."""
     request = record.request
-    thread = runtime.execution_info.thread_id if runtime.execution_info else None
-    journal = Journal(runtime.store, thread or "")
     count = state.get("handoff_count", 0)
     journal.append_record(count, record)
     update: dict[str, Any] = {

@@ -7,7 +7,7 @@ with the person's reply, optionally handing the conversation back to an agent.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage
@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agents.spec import AgentSpec
 from agents.triggers import KeywordTrigger
 from graphs.journal import Journal
+from graphs.nodes import RunnableCallable, journaled_node
 from state import (
     CaseFile,
     CaseFileError,
@@ -90,10 +91,10 @@ def with_escalation(agents: list[AgentSpec]) -> list[AgentSpec]:
 
 def make_human_node(
     specs: Mapping[str, AgentSpec], *, case_file_model: type[CaseFile]
-) -> Callable[[HandoffState, Runtime], dict[str, Any]]:
-    """The node where a person answers."""
+) -> RunnableCallable:
+    """The node where a person answers (``interrupt()``)."""
 
-    def human(state: HandoffState, runtime: Runtime) -> dict[str, Any]:
+    def human(state: HandoffState, runtime: Runtime, journal: Journal) -> dict[str, Any]:
         last = (state.get("handoffs") or [None])[-1]
         question = next((str(m.content) for m in reversed(state.get("messages") or [])
                          if isinstance(m, HumanMessage)), "")
@@ -111,8 +112,6 @@ def make_human_node(
         if last is not None and last.request.id == state.get("receiving") and last.routed_to == HUMAN:
             emit(HandoffEvent.of("completed", last.request).model_dump(mode="json"))
 
-        thread = (runtime.execution_info.thread_id if runtime.execution_info else None) or ""
-        journal = Journal(runtime.store, thread)
         message = AIMessage(content=answer.reply, name=HUMAN)
         update: dict[str, Any] = {
             "messages": [message],
@@ -139,4 +138,4 @@ def make_human_node(
             })
         return update
 
-    return human
+    return journaled_node(HUMAN, human)

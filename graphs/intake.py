@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from langchain_core.messages import HumanMessage
@@ -12,6 +12,7 @@ from langgraph.runtime import Runtime
 from agents.spec import AgentSpec
 from agents.triggers import TriggerContext, first_firing
 from graphs.journal import Journal
+from graphs.nodes import RunnableCallable, journaled_node
 from state import CaseFile, HandoffState
 
 INTAKE = "intake"
@@ -29,25 +30,24 @@ def sentiment_of(text: str) -> str:
 
 def make_intake(
     specs: Mapping[str, AgentSpec], *, default_agent: str, case_file_model: type[CaseFile] = CaseFile
-) -> Callable[[HandoffState, Runtime], dict[str, Any]]:
+) -> RunnableCallable:
     """The intake node: archives the new user message(s), notes sentiment (when the
     domain's case file has that field) and checks the active agent's triggers."""
     tracks_sentiment = "sentiment" in case_file_model.model_fields
 
-    def intake(state: HandoffState, runtime: Runtime) -> dict[str, Any]:
+    def intake(state: HandoffState, runtime: Runtime, journal: Journal) -> dict[str, Any]:
         messages = state.get("messages") or []
         arrived: list[HumanMessage] = []
         for m in reversed(messages):
             if not isinstance(m, HumanMessage):
                 break
             arrived.insert(0, m)
-        thread = (runtime.execution_info.thread_id if runtime.execution_info else None) or ""
         start = state.get("transcript_len", 0)
         active = state.get("active_agent") or default_agent
         if active not in specs:
             active = default_agent
         update: dict[str, Any] = {
-            "transcript_len": Journal(runtime.store, thread).append_messages(start, arrived),
+            "transcript_len": journal.append_messages(start, arrived),
             "active_agent": active,
             "turn": state.get("turn", 0) + 1,
             "hops": 0,
@@ -63,4 +63,4 @@ def make_intake(
             update["pending_handoff"] = first_firing(specs[active].triggers, ctx)
         return update
 
-    return intake
+    return journaled_node(INTAKE, intake)

@@ -44,11 +44,30 @@ def _with_ids(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
 
 
 class Journal:
-    """Append-only logs of one thread; a no-op when the graph has no store."""
+    """Append-only logs of one thread; a no-op when the graph has no store.
 
-    def __init__(self, store: BaseStore | None, thread_id: str) -> None:
+    A ``deferred`` journal keeps its writes until ``flush()`` (or ``await aflush()``),
+    so a graph node writes once per step, from its sync or its async path alike
+    (graphs/nodes.py).
+    """
+
+    def __init__(self, store: BaseStore | None, thread_id: str, *, deferred: bool = False) -> None:
         self.store = store
         self.thread_id = thread_id
+        self.deferred = deferred
+        self._pending: list[PutOp] = []
+
+    def flush(self) -> None:
+        """Write what a deferred journal holds, in one store batch."""
+        if self.store is not None and self._pending:
+            self.store.batch(self._pending)
+        self._pending = []
+
+    async def aflush(self) -> None:
+        """``flush`` for async code."""
+        if self.store is not None and self._pending:
+            await self.store.abatch(self._pending)
+        self._pending = []
 
     def namespace(self, kind: str) -> tuple[str, ...]:
         """Where items of ``kind`` (``transcript`` or ``handoffs``) live for this thread."""
@@ -123,7 +142,11 @@ class Journal:
             yield [GetOp(ns, _key(seq)) for seq in range(first, min(first + BATCH, upto))]
 
     def _write(self, kind: str, start: int, values: Sequence[dict[str, Any]]) -> None:
-        if self.store is not None and values:
+        if self.store is None or not values:
+            return
+        if self.deferred:
+            self._pending.extend(self._puts(kind, start, values))
+        else:
             self.store.batch(self._puts(kind, start, values))
 
     def _read(self, kind: str, start: int, upto: int) -> list[dict[str, Any]]:

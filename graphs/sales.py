@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import StateGraph
-from langgraph.graph.state import CompiledStateGraph
 
 from agents.sales import QUALIFIER, SalesCaseFile, sales_agents
 from graphs.builder import build_handoff_graph
+from graphs.exports import lazy_graph, studio_factory
 from graphs.gate import GatePolicy
 
 NAME = "sales"
@@ -39,17 +37,5 @@ def build_sales_graph(
     )
 
 
-def make_graph(config: dict[str, Any] | None = None) -> CompiledStateGraph:
-    """Compiled without a checkpointer, for LangGraph Studio (which brings its own).
-
-    Args:
-        config: Studio's run configuration (unused).
-    """
-    return build_sales_graph().compile()
-
-
-def __getattr__(name: str) -> Any:
-    # `graph` is built on first use so importing this module reads no environment.
-    if name == "graph":
-        return make_graph()
-    raise AttributeError(name)
+make_graph = studio_factory(build_sales_graph)
+__getattr__ = lazy_graph(make_graph)

@@ -53,7 +53,7 @@ def unfinished(snapshot: StateSnapshot) -> bool:
 
     ``snapshot.tasks``, not ``snapshot.next``: a task that finished but whose step was never
     checkpointed has its writes saved and is left out of ``next``, yet the run still has to go
-    on from it (``graph.stream(None)`` applies those writes and continues). Sending new input
+    on from it (``graph.astream(None)`` applies those writes and continues). Sending new input
     instead would drop them and leave the user's message to be archived a second time.
     """
     return bool(snapshot.tasks) and not any(task.interrupts for task in snapshot.tasks)

@@ -191,7 +191,7 @@ def gate_states(draw: st.DrawFn) -> dict[str, Any]:
 def run_gate(state: dict[str, Any]) -> tuple[dict[str, Any], list[HandoffEvent]]:
     """The gate node on ``state`` with a fake runtime; returns its update and the events it emitted."""
     emitted: list[dict[str, Any]] = []
-    update = GATE(state, Runtime(store=InMemoryStore(), stream_writer=emitted.append))  # type: ignore[arg-type]
+    update = GATE.func(state, Runtime(store=InMemoryStore(), stream_writer=emitted.append))  # type: ignore[arg-type]
     return update, [HandoffEvent.model_validate(e) for e in emitted]
 
 
