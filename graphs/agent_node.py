@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Generator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -17,13 +15,14 @@ from langgraph.errors import GraphBubbleUp
 from langgraph.runtime import Runtime
 
 from agents.spec import AgentSpec
-from agents.tooling import CONTEXT_ARG, ToolContext
+from agents.tooling import ToolContext
+from graphs.agent_calls import ModelCall, Steps, ToolCall, adrive, drive, tool_note
 from graphs.briefing import EARLIER_MESSAGES, build_prompt
 from graphs.gate import GatePolicy, validate
 from graphs.journal import Journal
 from graphs.nodes import RunnableCallable, thread_of
 from graphs.retry import MAX_ATTEMPTS, is_transient
-from graphs.transfer import TRANSFER_PREFIX, make_transfer_tool, request_from_call
+from graphs.transfer import TRANSFER_PREFIX, announced_transfer, make_transfer_tool, request_from_call
 from state import (
     CaseFile,
     CaseFileError,
@@ -40,11 +39,6 @@ log = logging.getLogger(__name__)
 PARALLEL_TRANSFER_NOTE = (
     "Not executed: only one handoff per message is carried out (policy: the first valid one wins)."
 )
-ANNOUNCEMENT = re.compile(
-    r"\b(transfer(?:ring)?|hand(?:ing)?\s+(?:you\s+)?(?:over|off)|connect(?:ing)?\s+you|"
-    r"pass(?:ing)?\s+you|put(?:ting)?\s+you\s+through|escalat(?:e|ing))\b",
-    re.IGNORECASE,
-)
 
 
 def bind_agent_model(
@@ -55,67 +49,6 @@ def bind_agent_model(
     if fallback is None:
         return bound
     return bound.with_fallbacks([fallback.bind_tools(tools) if tools else fallback])
-
-
-@dataclass(frozen=True)
-class _ModelCall:
-    """One model call the turn asks for; the node's sync or async driver makes it."""
-
-    runnable: Runnable
-    prompt: list[BaseMessage]
-
-    def run(self) -> BaseMessage:
-        return self.runnable.invoke(self.prompt)
-
-    async def arun(self) -> BaseMessage:
-        return await self.runnable.ainvoke(self.prompt)
-
-
-@dataclass(frozen=True)
-class _ToolCall:
-    """One call of the agent's own tool, with the trusted context injected."""
-
-    tool: BaseTool
-    call: dict[str, Any]
-    ctx: ToolContext
-
-    def run(self) -> tuple[ToolMessage, dict[str, Any]]:
-        try:
-            message = self.tool.invoke(_tool_input(self.tool, self.call, self.ctx))
-        except Exception as exc:  # a tool error is shown to the model, not raised
-            return _tool_note(self.call, f"error: {type(exc).__name__}: {exc}"), {}
-        return _tool_result(message)
-
-    async def arun(self) -> tuple[ToolMessage, dict[str, Any]]:
-        try:
-            message = await self.tool.ainvoke(_tool_input(self.tool, self.call, self.ctx))
-        except Exception as exc:
-            return _tool_note(self.call, f"error: {type(exc).__name__}: {exc}"), {}
-        return _tool_result(message)
-
-
-Steps = Generator[_ModelCall | _ToolCall, Any, dict[str, Any]]
-"""A turn written once: it yields the calls it needs and is sent their results."""
-
-
-def _drive(steps: Steps) -> dict[str, Any]:
-    result: Any = None
-    while True:
-        try:
-            call = steps.send(result)
-        except StopIteration as done:
-            return done.value
-        result = call.run()
-
-
-async def _adrive(steps: Steps) -> dict[str, Any]:
-    result: Any = None
-    while True:
-        try:
-            call = steps.send(result)
-        except StopIteration as done:
-            return done.value
-        result = await call.arun()
 
 
 def make_agent_node(
@@ -141,7 +74,7 @@ def make_agent_node(
         try:
             upto = _earlier_upto(state)
             earlier = journal.messages(upto, last=EARLIER_MESSAGES) if upto else []
-            update = _drive(_steps(state, journal.thread_id, earlier))
+            update = drive(_steps(state, journal.thread_id, earlier))
         except GraphBubbleUp:
             raise
         except Exception as exc:
@@ -155,7 +88,7 @@ def make_agent_node(
         try:
             upto = _earlier_upto(state)
             earlier = await journal.amessages(upto, last=EARLIER_MESSAGES) if upto else []
-            update = await _adrive(_steps(state, journal.thread_id, earlier))
+            update = await adrive(_steps(state, journal.thread_id, earlier))
         except GraphBubbleUp:
             raise
         except Exception as exc:
@@ -176,7 +109,7 @@ def make_agent_node(
         for _ in range(spec.max_tool_rounds):
             # Rebuilt each round so this turn's tool results count against the budget too.
             prompt = build_prompt(spec, targets=targets, state=state, earlier=earlier, current=new)
-            ai = yield _ModelCall(runnable, prompt)
+            ai = yield ModelCall(runnable, prompt)
             usage["model_calls"] += 1
             usage["prompt_tokens"] += _prompt_tokens(ai, prompt)
             ai = _named(ai, spec.name)
@@ -193,11 +126,11 @@ def make_agent_node(
                     continue
                 tool = own.get(call["name"])
                 if tool is None:
-                    new.append(_tool_note(call, f"error: {spec.name} has no tool {call['name']!r}; "
+                    new.append(tool_note(call, f"error: {spec.name} has no tool {call['name']!r}; "
                                                 "an agent can use only its own tools"))
                     continue
                 ctx = ToolContext(thread_id=thread, agent=spec.name, case_file={**case_file, **case_updates})
-                result, updates = yield _ToolCall(tool, call, ctx)
+                result, updates = yield ToolCall(tool, call, ctx)
                 if updates:
                     try:
                         checked = checked_update(case_file_model, {**case_file, **case_updates}, updates)
@@ -309,49 +242,6 @@ def _repeats_a_refusal(state: HandoffState, agent: str, pending: HandoffRequest 
     last = (state.get("handoffs") or [None])[-1]
     return (pending is not None and state.get("hops", 0) > 0 and last is not None
             and last.outcome != "accepted" and last.source == agent and last.target == pending.target)
-
-
-def announced_transfer(
-    spec: AgentSpec, targets: Mapping[str, AgentSpec], ai: AIMessage, case_file: dict[str, Any]
-) -> HandoffRequest | None:
-    """A handoff the model announced in text without calling its tool, completed for it.
-
-    Only when the text both announces a transfer and names exactly one allowed
-    target; the payload is filled from the case file, and the gate validates it.
-    """
-    text = str(ai.content)
-    if not text or not ANNOUNCEMENT.search(text):
-        return None
-    lowered = text.lower()
-    named = [t for t in targets.values()
-             if t.title.lower() in lowered or t.name.replace("_", " ") in lowered or t.name in lowered]
-    if len(named) != 1:
-        return None
-    target = named[0]
-    fields = {k: case_file[k] for k in target.payload_schema.model_fields if k in case_file}
-    reason = f"{spec.title} announced a transfer without calling the tool: {text[:160]}"
-    return HandoffRequest(
-        source=spec.name, target=target.name, reason=reason, summary=text[:300],
-        payload={**fields, "reason": reason, "summary": text[:300]},
-        trigger="rule", trigger_name="announced_transfer",
-    )
-
-
-def _tool_input(tool: BaseTool, call: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
-    args = dict(call["args"])
-    args.pop(CONTEXT_ARG, None)  # a model may not forge the trusted context
-    if CONTEXT_ARG in tool._injected_args_keys:  # langchain's own marker for injected args
-        args[CONTEXT_ARG] = ctx
-    return {**call, "args": args, "type": "tool_call"}
-
-
-def _tool_result(message: ToolMessage) -> tuple[ToolMessage, dict[str, Any]]:
-    artifact = getattr(message, "artifact", None)
-    return message, artifact if isinstance(artifact, dict) else {}
-
-
-def _tool_note(call: dict[str, Any], text: str) -> ToolMessage:
-    return ToolMessage(content=text, tool_call_id=call["id"], name=call["name"], status="error")
 
 
 STORABLE_INTS = range(-(2**63), 2**64)

@@ -10,11 +10,12 @@
   handoff is a value in the state, never an exception, so it is never an error
   run; a run paused by ``interrupt()`` (a person was asked) is closed as
   ``paused``, not as an error.
-- ``make_masking_client`` builds a ``langsmith.Client`` whose anonymizer masks
-  account numbers, card data, e-mail addresses and API keys in inputs,
-  outputs, errors and metadata before anything leaves the process. Masking is
-  on by default for the graphs in ``MASKED_BY_DEFAULT``; ``TraceOptions`` (or
-  ``HANDOFF_TRACE_MASK`` / ``HANDOFF_TRACE_HIDE_IO``) turns it on or off.
+- ``make_masking_client`` builds a ``langsmith.Client`` whose anonymizer (the
+  ``Masker`` of graphs/masking.py) masks account numbers, card data, e-mail
+  addresses and API keys in inputs, outputs, errors and metadata before
+  anything leaves the process. Masking is on by default for the graphs in
+  ``MASKED_BY_DEFAULT``; ``TraceOptions`` (or ``HANDOFF_TRACE_MASK`` /
+  ``HANDOFF_TRACE_HIDE_IO``) turns it on or off.
 
 LangChain's ``wait_for_all_tracers()`` flushes only the global LangSmith
 client; ``flush_traces()`` flushes that and every masking client made here.
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import os
-import re
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -35,11 +35,11 @@ from langchain_core.tracers.schemas import Run
 from langgraph.errors import GraphBubbleUp
 from langsmith import Client
 from langsmith import utils as ls_utils
-from langsmith.anonymizer import DEFAULT_SECRET_RULES, create_anonymizer
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from graphs.gate import GATE
 from graphs.intake import INTAKE
+from graphs.masking import Masker
 
 MASKED_BY_DEFAULT = frozenset({"customer-service"})
 """Graphs whose traces are masked unless masking is turned off explicitly."""
@@ -51,96 +51,6 @@ HANDOFF_KEY = "handoff_id"
 INHERITED_KEYS = (AGENT_KEY, HANDOFF_KEY)
 """Metadata a model or tool run takes from the node run it belongs to."""
 INHERITED_TAG_PREFIXES = ("agent:", "handoff:")
-
-
-class MaskRule(BaseModel):
-    """One kind of sensitive text: a pattern and what replaces it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    pattern: str
-    replacement: str = Field(description="May refer to the pattern's groups, e.g. r'\\1 [code]'.")
-    luhn: bool = Field(default=False, description="Mask only digit runs that pass the Luhn check.")
-
-
-DEFAULT_MASK_RULES: tuple[MaskRule, ...] = (
-    MaskRule(name="email", pattern=r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
-             replacement="[email]"),
-    MaskRule(name="account id", pattern=r"\bACC-\d+\b", replacement="[account]"),
-    MaskRule(name="account number", pattern=r"(?i)\b(account (?:number|no\.?|#))(\W{0,3})\d{6,}\b",
-             replacement=r"\1\2[account]"),
-    MaskRule(name="iban", pattern=r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b",
-             replacement="[iban]"),
-    MaskRule(name="card number", pattern=r"\b\d(?:[ -]?\d){12,18}\b", replacement="[card]", luhn=True),
-    MaskRule(name="card code", pattern=r"(?i)\b(cvv2?|cvc2?|csc|security code)(\W{0,3})\d{3,4}\b",
-             replacement=r"\1\2[code]"),
-)
-
-SENSITIVE_KEYS = frozenset({"account_id", "account_number", "email", "card_number", "card", "cvv", "cvc",
-                            "iban"})
-"""Values under these keys are masked whole, whatever they look like."""
-
-MASKED = "[masked]"
-
-
-def luhn_valid(digits: str) -> bool:
-    """True when ``digits`` passes the Luhn checksum card numbers carry."""
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        value = int(char) * (2 if position % 2 else 1)
-        total += value - 9 if value > 9 else value
-    return total % 10 == 0
-
-
-class Masker:
-    """Masks sensitive text by pattern anywhere, and whole values under sensitive keys.
-
-    Calling it on JSON-like data (as the langsmith ``anonymizer`` does) masks
-    every string in place and returns the data.
-    """
-
-    def __init__(
-        self,
-        rules: Iterable[MaskRule] = DEFAULT_MASK_RULES,
-        *,
-        keys: Iterable[str] = SENSITIVE_KEYS,
-        secrets: bool = True,
-    ) -> None:
-        """Args:
-        rules: Patterns to mask wherever they occur.
-        keys: Dict keys whose string values are masked whole.
-        secrets: Also mask API keys and tokens (langsmith's ``DEFAULT_SECRET_RULES``).
-        """
-        self.rules = tuple(rules)
-        self.keys = frozenset(k.lower() for k in keys)
-        self._patterns = [(re.compile(r.pattern), r) for r in self.rules]
-        self._secrets = [(rule["pattern"], rule.get("replace") or MASKED)
-                         for rule in (DEFAULT_SECRET_RULES if secrets else [])]
-        self._anonymize = create_anonymizer(self._mask_node)
-
-    def text(self, value: str) -> str:
-        """``value`` with every sensitive match replaced."""
-        for pattern, rule in self._patterns:
-            if rule.luhn:
-                value = pattern.sub(
-                    lambda m, r=rule: r.replacement if luhn_valid(re.sub(r"\D", "", m.group())) else m.group(),
-                    value,
-                )
-            else:
-                value = pattern.sub(rule.replacement, value)
-        for pattern, replacement in self._secrets:
-            value = pattern.sub(replacement, value)
-        return value
-
-    def _mask_node(self, value: str, path: list[str | int]) -> str:
-        key = next((p for p in reversed(path) if isinstance(p, str)), "")
-        if value and key.lower() in self.keys:
-            return MASKED
-        return self.text(value)
-
-    def __call__(self, data: Any) -> Any:
-        return self._anonymize(data)
 
 
 class TraceOptions(BaseModel):

@@ -1,16 +1,19 @@
-"""Transfer tools: how an agent asks for a handoff with a typed payload."""
+"""Transfer tools: how an agent asks for a handoff with a typed payload (or announces one in text)."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any
 
+from langchain_core.messages import AIMessage
 from langchain_core.tools import BaseTool, StructuredTool
 
 from agents.offline import TRANSFER_PREFIX
 from agents.spec import AgentSpec
 from state import HandoffRequest
 
-__all__ = ["TRANSFER_PREFIX", "make_transfer_tool", "request_from_call"]
+__all__ = ["ANNOUNCEMENT", "TRANSFER_PREFIX", "announced_transfer", "make_transfer_tool", "request_from_call"]
 
 
 def make_transfer_tool(receiver: AgentSpec) -> BaseTool:
@@ -44,4 +47,37 @@ def request_from_call(source: str, call: dict[str, Any]) -> HandoffRequest:
         trigger="tool",
         trigger_name=call["name"],
         tool_call_id=call["id"],
+    )
+
+
+ANNOUNCEMENT = re.compile(
+    r"\b(transfer(?:ring)?|hand(?:ing)?\s+(?:you\s+)?(?:over|off)|connect(?:ing)?\s+you|"
+    r"pass(?:ing)?\s+you|put(?:ting)?\s+you\s+through|escalat(?:e|ing))\b",
+    re.IGNORECASE,
+)
+
+
+def announced_transfer(
+    spec: AgentSpec, targets: Mapping[str, AgentSpec], ai: AIMessage, case_file: dict[str, Any]
+) -> HandoffRequest | None:
+    """A handoff the model announced in text without calling its tool, completed for it.
+
+    Only when the text both announces a transfer and names exactly one allowed
+    target; the payload is filled from the case file, and the gate validates it.
+    """
+    text = str(ai.content)
+    if not text or not ANNOUNCEMENT.search(text):
+        return None
+    lowered = text.lower()
+    named = [t for t in targets.values()
+             if t.title.lower() in lowered or t.name.replace("_", " ") in lowered or t.name in lowered]
+    if len(named) != 1:
+        return None
+    target = named[0]
+    fields = {k: case_file[k] for k in target.payload_schema.model_fields if k in case_file}
+    reason = f"{spec.title} announced a transfer without calling the tool: {text[:160]}"
+    return HandoffRequest(
+        source=spec.name, target=target.name, reason=reason, summary=text[:300],
+        payload={**fields, "reason": reason, "summary": text[:300]},
+        trigger="rule", trigger_name="announced_transfer",
     )

@@ -19,12 +19,11 @@ from agents.scripted import ScriptedChatModel, calls, tool_call
 from graphs.customer_service import build_customer_service_graph
 from graphs.gate import GATE
 from graphs.human import HUMAN
+from graphs.masking import MASKED, Masker
 from graphs.persistence import open_persistence
 from graphs.session import HandoffSession
 from graphs.telemetry import (
-    MASKED,
     HandoffTracer,
-    Masker,
     TraceOptions,
     flush_traces,
     tracing_config,
