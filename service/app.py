@@ -28,29 +28,23 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request, status
 from fastapi import Path as PathParam
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, Field
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from graphs.persistence import PersistenceError
 from graphs.registry import GRAPHS, GraphEntry
 from graphs.settings import StorageSettings
 from service.auth import Access, tokens_from_env
 from service.embedding import TRANSCRIPT_LIMIT, HandoffService
 from service.errors import (
     ERRORS_BY_CODE,
-    PersistenceUnavailable,
-    ServiceError,
     TurnFailed,
-    Unauthorized,
     UnsupportedMediaType,
     as_service_error,
 )
+from service.http_errors import install_error_handlers
 from service.models import (
     AnswerEscalation,
     DoneEvent,
@@ -153,7 +147,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.access = access
-    _install_error_handlers(app)
+    install_error_handlers(app)
     _install_routes(app, access)
     _document_graphs(app, sorted(graphs if graphs is not None else GRAPHS))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -323,75 +317,6 @@ async def sse(events: asyncio.Queue[TurnEvent | None]) -> AsyncIterator[str]:
     while (event := await events.get()) is not None:
         data = json.dumps(event.model_dump(mode="json"), ensure_ascii=False)
         yield f"event: {event.type}\ndata: {data}\n\n"
-
-
-def _error(
-    status_code: int, code: str, message: str, fields: list[dict[str, Any]] | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    body: dict[str, Any] = {"code": code, "message": message}
-    if fields is not None:
-        body["fields"] = fields
-    return JSONResponse(status_code=status_code, content={"error": body}, headers=headers)
-
-
-def _headers(exc: ServiceError) -> dict[str, str] | None:
-    headers: dict[str, str] = {}
-    if exc.retry_after is not None:
-        headers["Retry-After"] = str(exc.retry_after)
-    if isinstance(exc, Unauthorized):
-        headers["WWW-Authenticate"] = "Bearer"
-    return headers or None
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ServiceError)
-    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.message, headers=_headers(exc))
-
-    @app.exception_handler(PersistenceError)
-    async def persistence_error(request: Request, exc: PersistenceError) -> JSONResponse:
-        return _error(status.HTTP_503_SERVICE_UNAVAILABLE, PersistenceUnavailable.code, str(exc),
-                      headers={"Retry-After": "1"})
-
-    import psycopg
-    import psycopg_pool
-
-    @app.exception_handler(psycopg.OperationalError)
-    @app.exception_handler(psycopg.InterfaceError)
-    @app.exception_handler(psycopg_pool.PoolTimeout)
-    async def database_down(request: Request, exc: Exception) -> JSONResponse:
-        error = as_service_error(exc)
-        return _error(error.status, error.code, error.message, headers=_headers(error))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if exc.status_code == status.HTTP_400_BAD_REQUEST:  # FastAPI could not read the body at all
-            return _error(422, "invalid_request", f"body: {exc.detail} (send UTF-8 JSON)",
-                          [{"loc": ["body"], "msg": str(exc.detail), "type": "body_unreadable"}])
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _error(exc.status_code, code, str(exc.detail), headers=exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = [_field(e) for e in exc.errors()]
-        message = "; ".join(f"{'.'.join(map(str, f['loc'][1:])) or f['loc'][0]}: {f['msg']}"
-                            for f in fields) or "invalid request"
-        return _error(422, "invalid_request", message,
-                      jsonable_encoder(fields))
-
-
-def _field(error: dict[str, Any]) -> dict[str, Any]:
-    """One validation problem as ``{loc, msg, type}`` with a message a person can act on."""
-    loc = list(error.get("loc", ()))
-    kind = str(error.get("type", ""))
-    msg = str(error.get("msg", "")).removeprefix("Value error, ")
-    if kind == "json_invalid":
-        at = loc[1] if len(loc) > 1 else "?"
-        loc = loc[:1]
-        cause = (error.get("ctx") or {}).get("error", "")
-        msg = f"malformed JSON at character {at}" + (f" ({cause})" if cause else "")
-    return {"loc": loc, "msg": msg, "type": kind}
 
 
 def main() -> None:
