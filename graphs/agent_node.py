@@ -127,7 +127,7 @@ def make_agent_node(
                 tool = own.get(call["name"])
                 if tool is None:
                     new.append(tool_note(call, f"error: {spec.name} has no tool {call['name']!r}; "
-                                                "an agent can use only its own tools"))
+                                               "an agent can use only its own tools"))
                     continue
                 ctx = ToolContext(thread_id=thread, agent=spec.name, case_file={**case_file, **case_updates})
                 result, updates = yield ToolCall(tool, call, ctx)

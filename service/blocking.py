@@ -56,12 +56,13 @@ class BlockingHandoffService:
         return self.service.persistence
 
     def graph(self, name: str) -> CompiledStateGraph:
-        """Graph ``name`` compiled against this service's persistence."""
-        return self.service.graph(name)
+        """Graph ``name`` compiled against this service's persistence (on the service's loop, where
+        graphs are compiled and cached)."""
+        return self.portal.call(self.service.graph, name)
 
     def graphs(self) -> list[GraphInfo]:
         """The graphs this service runs."""
-        return self.service.graphs()
+        return self.portal.call(self.service.graphs)
 
     def start_thread(self, graph: str = DEFAULT_GRAPH, *, owner: str | None = None) -> ThreadInfo:
         """See ``HandoffService.start_thread``."""
