@@ -36,9 +36,7 @@ def eval_cmd(
 ) -> None:
     """Play labelled conversations and report routing accuracy, confusion and facts kept.
 
-    With --experiment the conversations become examples of a LangSmith dataset (added once),
-    and the run an experiment on it: one traced root run per conversation, scored with
-    routing_accuracy, facts_kept, handoffs and rejections feedback.
+    With --experiment, also a LangSmith dataset of the conversations and an experiment scored on it.
     """
     with cli_errors():
         entry = get_graph(graph)
@@ -53,14 +51,20 @@ def eval_cmd(
                 checkpointer=InMemorySaver(serde=serializer()), store=InMemoryStore())
 
         recorder = None
-        if experiment:
-            if not ls_utils.get_api_key(None):
-                raise CliError("--experiment needs LangSmith: set LANGSMITH_API_KEY (and LANGSMITH_ENDPOINT "
-                               "for a self-hosted LangSmith)")
-            recorder = ExperimentRecorder.start(
-                conversations, graph=graph, dataset_name=langsmith_dataset or f"handoff-{graph}-{dataset.stem}",
-                experiment_name=experiment_name, metadata={"model": model_label(model)})
-        report = evaluate(graph, fresh_graph, conversations, experiment=recorder)
+        if experiment and not ls_utils.get_api_key(None):
+            raise CliError("--experiment needs LangSmith: set LANGSMITH_API_KEY (and LANGSMITH_ENDPOINT "
+                           "for a self-hosted LangSmith)")
+        try:
+            if experiment:
+                recorder = ExperimentRecorder.start(
+                    conversations, graph=graph,
+                    dataset_name=langsmith_dataset or f"handoff-{graph}-{dataset.stem}",
+                    experiment_name=experiment_name, metadata={"model": model_label(model)})
+            report = evaluate(graph, fresh_graph, conversations, experiment=recorder)
+        except ls_utils.LangSmithError as exc:
+            first_line = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise CliError(f"LangSmith at {ls_utils.get_api_url(None)} refused the experiment or could not "
+                           f"be reached ({type(exc).__name__}: {first_line})") from None
     if as_json:
         sys.stdout.write(report_json(report) + "\n")
         return

@@ -2,13 +2,14 @@
 
 The service is async (service/embedding.py). ``BlockingHandoffService`` runs
 one on an event loop in a thread of its own (anyio's ``BlockingPortal``) and
-gives each of its methods a blocking twin; turns are plain iterators of the
-same ``TurnEvent``s. Many threads of the calling program may use one instance
+gives each of its methods a blocking twin; a turn is a ``BlockingTurnStream``,
+an iterator of the same ``TurnEvent``s that runs the turn as it is read. Many threads of the calling program may use one instance
 at once: their turns run side by side on the portal's loop.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -86,14 +87,15 @@ class BlockingHandoffService:
 
     def send(
         self, thread_id: str, text: str, *, message_id: str | None = None, owner: str | None = None
-    ) -> Iterator[TurnEvent]:
-        """See ``HandoffService.send``; refusals raise here, before any event. Read the events to
-        the end, or ``close()`` the iterator to stop the turn and release the thread."""
+    ) -> BlockingTurnStream:
+        """Take the message (see ``HandoffService.send``); refusals raise here, before any event.
+        The turn runs as its events are read: read them to the end (or pass the stream to
+        ``result``), or ``close()`` it to stop the turn and release the thread."""
         stream = self.portal.call(
             lambda: self.service.send(thread_id, text, message_id=message_id, owner=owner))
         return self._events(stream)
 
-    def answer(self, thread_id: str, answer: AnswerEscalation, *, owner: str | None = None) -> Iterator[TurnEvent]:
+    def answer(self, thread_id: str, answer: AnswerEscalation, *, owner: str | None = None) -> BlockingTurnStream:
         """See ``HandoffService.answer``."""
         stream = self.portal.call(lambda: self.service.answer(thread_id, answer, owner=owner))
         return self._events(stream)
@@ -101,17 +103,56 @@ class BlockingHandoffService:
     def result(self, events: Iterable[TurnEvent]) -> TurnResponse:
         """Run a turn's events to their end and return the result (see ``HandoffService.result``)."""
         outcome: DoneEvent | ErrorEvent | None = None
-        for event in events:
-            if isinstance(event, DoneEvent | ErrorEvent):
-                outcome = event
+        try:
+            for event in events:
+                if isinstance(event, DoneEvent | ErrorEvent):
+                    outcome = event
+        finally:
+            if isinstance(events, BlockingTurnStream):
+                events.close()
         return settle(outcome)
 
-    def _events(self, stream: TurnStream) -> Iterator[TurnEvent]:
+    def _events(self, stream: TurnStream) -> BlockingTurnStream:
+        return BlockingTurnStream(self.portal, stream)
+
+
+class BlockingTurnStream(Iterator[TurnEvent]):
+    """A turn's events, each read as it is produced; holds the thread until read to the end or closed.
+
+    The thread's lock is taken when the turn is accepted, so read the events to the end, or
+    ``close()`` the stream (``with`` does) to stop the turn at its last checkpoint and free the
+    thread; a stream dropped unread frees it when it is garbage-collected.
+    """
+
+    def __init__(self, portal: BlockingPortal, stream: TurnStream) -> None:
+        self._portal = portal
+        self._stream = stream
+        self._closed = False
+
+    def __iter__(self) -> BlockingTurnStream:
+        return self
+
+    def __next__(self) -> TurnEvent:
+        if self._closed:
+            raise StopIteration
         try:
-            while True:
-                try:
-                    yield self.portal.call(stream.__anext__)
-                except StopAsyncIteration:
-                    return
-        finally:
-            self.portal.call(stream.aclose)
+            return self._portal.call(self._stream.__anext__)
+        except StopAsyncIteration:
+            self.close()
+            raise StopIteration from None
+
+    def close(self) -> None:
+        """Stop the turn if it still runs, and release the thread's lock."""
+        if not self._closed:
+            self._closed = True
+            self._portal.call(self._stream.aclose)
+
+    def __enter__(self) -> BlockingTurnStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # the portal may already be gone
+            self.close()

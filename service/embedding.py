@@ -9,8 +9,8 @@ escalation.
 The service is async: its graphs run with ``astream`` over an async
 checkpointer and store (service/storage.py), so one event loop carries many
 threads' turns at once and a slow model call blocks no other thread. Use it
-from async code (``async with HandoffService.open(url) as service``); a sync
-application embeds one conversation at a time with ``graphs.session.HandoffSession``.
+from async code (``async with HandoffService.open(url) as service``), or from
+sync code through ``service.blocking.BlockingHandoffService``.
 
 Turns are streams of typed events (``service.models.TurnEvent``): handoff
 events as the gate emits them, each node's step, what agents say, a pending

@@ -8,6 +8,7 @@ projects, runs and feedback it is sent.
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,11 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from tests.support.langsmith_collector import LangSmithCollector, tracing_to_local_collector
+from tests.support.langsmith_collector import (
+    LangSmithCollector,
+    reset_langsmith_caches,
+    tracing_to_local_collector,
+)
 
 DATASET = Path(__file__).resolve().parents[1] / "datasets" / "customer-service.jsonl"
 FIRST = 3
@@ -112,3 +117,20 @@ def test_experiment_without_langsmith_is_a_clear_error(monkeypatch: pytest.Monke
                                    "--experiment"])
     assert out.exit_code == 2
     assert "LANGSMITH_API_KEY" in out.output
+
+
+def test_an_unreachable_langsmith_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("LANGSMITH_API_KEY", "local-test-key")
+    monkeypatch.setenv("LANGSMITH_ENDPOINT", f"http://127.0.0.1:{port}")
+    reset_langsmith_caches()
+    try:
+        out = CliRunner().invoke(app, ["eval", "customer-service", "--dataset", str(labelled(tmp_path, 1)),
+                                       "--experiment"])
+    finally:
+        reset_langsmith_caches()
+    assert out.exit_code == 2, out.output
+    said = " ".join(out.output.split())  # rich wraps long lines
+    assert f"LangSmith at http://127.0.0.1:{port}" in said and "could not be reached" in said

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -313,6 +314,22 @@ def test_blocking_embedding_api_holds_a_conversation_from_sync_code() -> None:
         assert result.active_agent == "technical_specialist"
         assert [r.target for r in service.handoffs(thread_id)] == ["technical_specialist"]
         assert service.state(thread_id).case_file["account_id"] == "ACC-1001"
+
+
+@pytest.mark.parametrize("left", ["closed unread", "dropped unread", "closed after one event"])
+def test_a_blocking_turn_left_unread_frees_its_thread(left: str) -> None:
+    with BlockingHandoffService.open("memory", model=OfflineChatModel()) as service:
+        thread_id = service.start_thread().thread_id
+        stream = service.send(thread_id, HELLO)
+        if left == "closed after one event":
+            next(stream)
+        if left == "dropped unread":
+            del stream
+            gc.collect()
+        else:
+            stream.close()
+        with service.send(thread_id, TECHNICAL) as again:
+            assert isinstance(list(again)[-1], DoneEvent)
 
 
 def test_thread_resumes_on_another_app_instance_sharing_postgresql() -> None:
