@@ -35,14 +35,6 @@ def _key(seq: int) -> str:
     return f"{seq:09d}"
 
 
-def _with_ids(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
-    """The messages as store values, each given an id first if it has none (in place)."""
-    for message in messages:
-        if message.id is None:
-            message.id = str(uuid.uuid4())
-    return messages_to_dict(list(messages))
-
-
 class Journal:
     """Append-only logs of one thread; a no-op when the graph has no store.
 
@@ -79,25 +71,15 @@ class Journal:
         A message without an id gets one here, in place, as ``add_messages``
         would give it; so the journal and the state's window name it alike.
         """
-        self._write(TRANSCRIPT, start, _with_ids(messages))
-        return start + len(messages)
-
-    async def aappend_messages(self, start: int, messages: Sequence[BaseMessage]) -> int:
-        """``append_messages`` for async code (an async store must not be called synchronously
-        on its event loop)."""
-        values = _with_ids(messages)
-        if self.store is not None and values:
-            await self.store.abatch(self._puts(TRANSCRIPT, start, values))
+        for message in messages:
+            if message.id is None:
+                message.id = str(uuid.uuid4())
+        self._write(TRANSCRIPT, start, messages_to_dict(list(messages)))
         return start + len(messages)
 
     def append_record(self, seq: int, record: HandoffRecord) -> None:
         """Store handoff record number ``seq`` (0-based)."""
         self._write(HANDOFFS, seq, [record.model_dump(mode="json")])
-
-    async def aappend_record(self, seq: int, record: HandoffRecord) -> None:
-        """``append_record`` for async code."""
-        if self.store is not None:
-            await self.store.abatch(self._puts(HANDOFFS, seq, [record.model_dump(mode="json")]))
 
     def messages(self, upto: int, last: int | None = None) -> list[BaseMessage]:
         """Messages at positions ``[upto-last, upto)`` (all before ``upto`` when last is None)."""
@@ -131,10 +113,6 @@ class Journal:
             return list(values.get("handoffs") or [])
         return self.records(int(values.get("handoff_count") or 0))
 
-    def _puts(self, kind: str, start: int, values: Sequence[dict[str, Any]]) -> list[PutOp]:
-        ns = self.namespace(kind)
-        return [PutOp(ns, _key(start + i), value, index=False) for i, value in enumerate(values)]
-
     def _gets(self, kind: str, start: int, upto: int) -> Iterator[list[GetOp]]:
         """The reads of positions ``[start, upto)``, ``BATCH`` per store call."""
         ns = self.namespace(kind)
@@ -144,10 +122,12 @@ class Journal:
     def _write(self, kind: str, start: int, values: Sequence[dict[str, Any]]) -> None:
         if self.store is None or not values:
             return
+        ns = self.namespace(kind)
+        puts = [PutOp(ns, _key(start + i), value, index=False) for i, value in enumerate(values)]
         if self.deferred:
-            self._pending.extend(self._puts(kind, start, values))
+            self._pending.extend(puts)
         else:
-            self.store.batch(self._puts(kind, start, values))
+            self.store.batch(puts)
 
     def _read(self, kind: str, start: int, upto: int) -> list[dict[str, Any]]:
         if self.store is None:
