@@ -104,19 +104,20 @@ class HandoffSession:
         """``resume`` for async applications."""
         return await self._arun(None, on_event)
 
-    # Each step's checkpoint is written before the next step starts (durability="sync"), so a
-    # process killed mid-handoff resumes from the gate's checkpoint, not before it.
-    _STREAM = {"stream_mode": ["custom", "updates"], "durability": "sync"}
+    STREAM: dict[str, Any] = {"stream_mode": ["custom", "updates"], "durability": "sync"}
+    """How every run of a conversation streams: handoff events and node updates, and each step's
+    checkpoint written before the next step starts, so a process killed mid-handoff resumes from
+    the gate's checkpoint, not before it."""
 
     def _run(self, graph_input: Any, on_event: Callable[[HandoffEvent], None] | None) -> TurnResult:
         turn = _TurnLog(on_event)
-        for mode, chunk in self.graph.stream(graph_input, self.config, **self._STREAM):
+        for mode, chunk in self.graph.stream(graph_input, self.config, **self.STREAM):
             turn.add(mode, chunk)
         return self.result(events=turn.events, path=turn.path)
 
     async def _arun(self, graph_input: Any, on_event: Callable[[HandoffEvent], None] | None) -> TurnResult:
         turn = _TurnLog(on_event)
-        async for mode, chunk in self.graph.astream(graph_input, self.config, **self._STREAM):
+        async for mode, chunk in self.graph.astream(graph_input, self.config, **self.STREAM):
             turn.add(mode, chunk)
         return await self.aresult(events=turn.events, path=turn.path)
 

@@ -85,8 +85,7 @@ async def stream_run(
 ) -> AsyncIterator[tuple[str, Any]]:
     """The graph's ``(mode, chunk)`` stream for one run, checking the lock after every step."""
     run_config = HandoffSession(graph, thread_id, graph_name=graph_name).config
-    async for mode, chunk in graph.astream(graph_input, run_config, stream_mode=["custom", "updates"],
-                                           durability="sync"):
+    async for mode, chunk in graph.astream(graph_input, run_config, **HandoffSession.STREAM):
         yield mode, chunk
         if mode == "updates":
             await lock.check()
