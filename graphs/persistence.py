@@ -3,9 +3,10 @@
 The checkpointer keeps each step's state (bounded, see state/conversation.py);
 the store keeps the full transcript and handoff log (graphs/journal.py). So a
 checkpoint's size does not depend on the conversation's length and storage
-grows linearly. Checkpoint blobs are msgpack, zlib-compressed when they are
-large enough to gain from it (the SQLite saver stores the whole state in every
-checkpoint; PostgreSQL stores each channel version once).
+grows linearly. Checkpoint blobs are msgpack, compressed when they are large
+enough to gain from it, by zlib primed with a preset dictionary of typical
+checkpoints (the SQLite saver stores the whole state in every checkpoint;
+PostgreSQL stores each channel version once).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -34,24 +36,45 @@ COMPRESS_FROM = 256
 """Blobs shorter than this many bytes are stored as they are."""
 
 
+DICTIONARY = Path(__file__).with_name("checkpoint-d1.zdict")
+"""The preset dictionary of codec ``zlibd1`` (made by scripts/make_checkpoint_dictionary.py). Frozen:
+blobs written with it need these very bytes to load; a new dictionary gets a new file and codec name."""
+
+
+@cache
+def _dictionary() -> bytes:
+    return DICTIONARY.read_bytes()
+
+
 class ZlibCodec:
     """Compresses checkpoint blobs; plugs into LangGraph's ``EncryptedSerializer``.
 
     That wrapper is LangGraph's hook for transforming serialized bytes: it
-    stores the codec's name next to the type (``msgpack+zlib``), so blobs
-    written before compression, or below ``COMPRESS_FROM``, still load.
+    stores the codec's name next to the type (``msgpack+zlibd1``), so blobs
+    written before compression, or with an earlier codec, or below
+    ``COMPRESS_FROM``, still load. ``zlibd1`` is zlib primed with a preset
+    dictionary of typical checkpoints: a bounded state is a few kilobytes of
+    the same keys, class paths and agent names every time, which plain zlib
+    has to spell out again in every blob.
     """
+
+    def __init__(self) -> None:
+        self._dictionary = _dictionary()
 
     def encrypt(self, plaintext: bytes) -> tuple[str, bytes]:
         """Compress ``plaintext`` when that pays; returns ``(codec name, bytes)``."""
         if len(plaintext) >= COMPRESS_FROM:
-            packed = zlib.compress(plaintext, 6)
+            compressor = zlib.compressobj(6, zdict=self._dictionary)
+            packed = compressor.compress(plaintext) + compressor.flush()
             if len(packed) < len(plaintext):
-                return "zlib", packed
+                return "zlibd1", packed
         return "raw", plaintext
 
     def decrypt(self, ciphername: str, ciphertext: bytes) -> bytes:
-        """Undo ``encrypt``."""
+        """Undo ``encrypt`` (and the plain ``zlib`` of checkpoints written before ``zlibd1``)."""
+        if ciphername == "zlibd1":
+            decompressor = zlib.decompressobj(zdict=self._dictionary)
+            return decompressor.decompress(ciphertext) + decompressor.flush()
         if ciphername == "zlib":
             return zlib.decompress(ciphertext)
         if ciphername == "raw":

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,10 +17,13 @@ from typer.testing import CliRunner
 
 from agents.back_office import BackOffice
 from agents.customer_service import GENERAL, TECHNICAL
+from agents.offline import OfflineChatModel
 from agents.scripted import ScriptedChatModel, calls, tool_call
 from cli.main import app
 from graphs.customer_service import build_customer_service_graph
 from graphs.persistence import (
+    DICTIONARY,
+    STATE_TYPES,
     Persistence,
     PersistenceError,
     ZlibCodec,
@@ -30,6 +35,7 @@ from graphs.session import HandoffSession
 from state import HandoffRecord, HandoffRequest
 
 POSTGRES_URL = os.environ.get("HANDOFF_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+DICTIONARY_SHA256 = "5c66269ca7596462d40c539976b39709d3168b3d0367e840b6181257cf566fcf"
 TRANSFER = calls(tool_call("transfer_to_technical_specialist", {
     "reason": "line fault", "account_id": "ACC-1001", "symptoms": "drops"}, "t1"))
 
@@ -86,14 +92,34 @@ def test_large_blobs_are_compressed_and_old_plain_blobs_still_load() -> None:
              "handoffs": [record]}
     kind, blob = serde.dumps_typed(value)
     plain = JsonPlusSerializer().dumps_typed(value)
-    assert kind == "msgpack+zlib"
+    assert kind == "msgpack+zlibd1"
     assert len(blob) * 5 < len(plain[1])
     assert serde.loads_typed((kind, blob)) == value
     assert serde.loads_typed(plain) == value, "checkpoints written before compression still load"
+    assert serde.loads_typed(("msgpack+zlib", zlib.compress(plain[1]))) == value, (
+        "checkpoints written with plain zlib still load")
     assert serde.dumps_typed(3) == ("msgpack+raw", plain_small := JsonPlusSerializer().dumps_typed(3)[1])
     assert serde.loads_typed(("msgpack+raw", plain_small)) == 3
     with pytest.raises(ValueError, match="unknown checkpoint codec"):
         ZlibCodec().decrypt("rot13", b"")
+
+
+def test_the_checkpoint_dictionary_is_frozen_and_pays() -> None:
+    # Blobs written with codec zlibd1 load only with these very bytes: a new dictionary needs a
+    # new file and codec name (scripts/make_checkpoint_dictionary.py), never a replaced one.
+    assert hashlib.sha256(DICTIONARY.read_bytes()).hexdigest() == DICTIONARY_SHA256
+    with open_persistence("memory") as persistence:
+        graph = build_customer_service_graph(model=OfflineChatModel(), office=BackOffice()).compile(
+            checkpointer=persistence.checkpointer, store=persistence.store)
+        session = HandoffSession(graph)
+        for text in ("Hi, this is Sam Lee, account ACC-1002.", "My router keeps rebooting at night.",
+                     "Also please refund the double charge on INV-2002."):
+            session.send(text)
+        checkpoint = graph.checkpointer.get_tuple(session.state_config).checkpoint
+    raw = JsonPlusSerializer(allowed_msgpack_modules=STATE_TYPES).dumps_typed(checkpoint)[1]
+    kind, primed = serializer().dumps_typed(checkpoint)
+    assert kind == "msgpack+zlibd1"
+    assert len(primed) < 0.9 * len(zlib.compress(raw, 6)), "the dictionary no longer pays for itself"
 
 
 @pytest.mark.parametrize(
