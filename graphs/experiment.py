@@ -93,8 +93,8 @@ class ExperimentRecorder:
                 dataset_name, description=f"Labelled routing conversations for the {graph} handoff graph.",
                 metadata={"graph": graph})
             known = set()
-        missing = [{"id": example_id(dataset_name, c), **example_of(c)} for c in conversations
-                   if example_id(dataset_name, c) not in known]
+        ids = [(c, example_id(dataset_name, c)) for c in conversations]
+        missing = [{"id": eid, **example_of(c)} for c, eid in ids if eid not in known]
         if missing:
             client.create_examples(dataset_id=dataset.id, examples=missing)
         name = experiment_name or f"{graph}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
