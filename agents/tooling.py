@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from langgraph.store.base import BaseStore
+from pydantic import BaseModel, ConfigDict, Field
 
 CONTEXT_ARG = "ctx"
 
@@ -19,11 +20,14 @@ CONTEXT_ARG = "ctx"
 class ToolContext(BaseModel):
     """Trusted facts a tool may rely on."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     thread_id: str
     agent: str
     case_file: dict[str, Any]
+    store: BaseStore | None = Field(
+        default=None, description="The graph's LangGraph store (the run's own persistence), if it has one."
+    )
 
     def key(self, *parts: object) -> str:
         """An idempotency key scoped to this conversation."""

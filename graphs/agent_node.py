@@ -13,6 +13,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langgraph.errors import GraphBubbleUp
 from langgraph.runtime import Runtime
+from langgraph.store.base import BaseStore
 
 from agents.spec import AgentSpec
 from agents.tooling import ToolContext
@@ -74,7 +75,7 @@ def make_agent_node(
         try:
             upto = _earlier_upto(state)
             earlier = journal.messages(upto, last=EARLIER_MESSAGES) if upto else []
-            update = drive(_steps(state, journal.thread_id, earlier))
+            update = drive(_steps(state, journal.thread_id, earlier, runtime.store))
         except GraphBubbleUp:
             raise
         except Exception as exc:
@@ -88,7 +89,7 @@ def make_agent_node(
         try:
             upto = _earlier_upto(state)
             earlier = await journal.amessages(upto, last=EARLIER_MESSAGES) if upto else []
-            update = await adrive(_steps(state, journal.thread_id, earlier))
+            update = await adrive(_steps(state, journal.thread_id, earlier, runtime.store))
         except GraphBubbleUp:
             raise
         except Exception as exc:
@@ -97,7 +98,7 @@ def make_agent_node(
         await journal.aflush()
         return _announce(state, update, runtime)
 
-    def _steps(state: HandoffState, thread: str, earlier: list[BaseMessage]) -> Steps:
+    def _steps(state: HandoffState, thread: str, earlier: list[BaseMessage], store: BaseStore | None) -> Steps:
         may_hand_off = state.get("hops", 0) < policy.max_hops_per_turn
         runnable = with_transfers if may_hand_off else without_transfers
 
@@ -129,7 +130,8 @@ def make_agent_node(
                     new.append(tool_note(call, f"error: {spec.name} has no tool {call['name']!r}; "
                                                "an agent can use only its own tools"))
                     continue
-                ctx = ToolContext(thread_id=thread, agent=spec.name, case_file={**case_file, **case_updates})
+                ctx = ToolContext(thread_id=thread, agent=spec.name, case_file={**case_file, **case_updates},
+                                  store=store)
                 result, updates = yield ToolCall(tool, call, ctx)
                 if updates:
                     try:

@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from langchain_core.language_models import BaseChatModel
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START
 
 from agents.models import make_chat_model, make_fallback_model
 from agents.spec import AgentSpec
 from graphs.agent_node import make_agent_node
+from graphs.compiled import HandoffStateGraph
 from graphs.gate import GATE, GatePolicy, make_gate
 from graphs.human import HUMAN, make_human_node, with_escalation
 from graphs.intake import INTAKE, make_intake
@@ -68,7 +69,7 @@ def build_handoff_graph(
     policy: GatePolicy | None = None,
     human_escalation: bool = False,
     name: str = "handoff",
-) -> StateGraph:
+) -> HandoffStateGraph:
     """The uncompiled graph; compile it with the checkpointer and store you choose.
 
     Args:
@@ -92,8 +93,8 @@ def build_handoff_graph(
         model = make_chat_model()
         fallback_model = fallback_model or make_fallback_model()
 
-    graph = StateGraph(HandoffState)
-    graph.name = name
+    graph = HandoffStateGraph(HandoffState)
+    graph.name = graph.handoff_name = name
     graph.add_node(INTAKE, make_intake(specs, default_agent=default_agent, case_file_model=case_file_model))
     graph.add_node(GATE, make_gate(specs, case_file_model=case_file_model, policy=policy,
                                    default_agent=default_agent))

