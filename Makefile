@@ -1,4 +1,5 @@
 # Two commands do all set-up: `make demo` and `make test`. Both create .venv first.
+# The tests run with LangGraph's strict checkpoint deserialization, as every entry point must work under it.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -19,7 +20,7 @@ test: $(STAMP)
 	bash scripts/ensure-services.sh
 	bash scripts/install-browser.sh
 	$(BIN)/ruff check .
-	$(BIN)/pytest
+	LANGGRAPH_STRICT_MSGPACK=true $(BIN)/pytest
 
 serve: $(STAMP)
 	$(BIN)/python -m service

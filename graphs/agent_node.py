@@ -33,6 +33,7 @@ from state import (
     HandoffRequest,
     HandoffState,
     checked_update,
+    records_of,
 )
 
 log = logging.getLogger(__name__)
@@ -235,13 +236,13 @@ def _earlier_upto(state: HandoffState) -> int:
 def _received(state: HandoffState, agent: str) -> HandoffRecord | None:
     """The accepted handoff to ``agent`` that it has not answered yet (``receiving``), if any."""
     receiving = state.get("receiving")
-    return next((r for r in reversed(state.get("handoffs") or [])
+    return next((r for r in reversed(records_of(state))
                  if receiving and r.request.id == receiving and r.outcome == "accepted"
                  and r.routed_to == agent), None)
 
 
 def _repeats_a_refusal(state: HandoffState, agent: str, pending: HandoffRequest | None) -> bool:
-    last = (state.get("handoffs") or [None])[-1]
+    last = (records_of(state) or [None])[-1]
     return (pending is not None and state.get("hops", 0) > 0 and last is not None
             and last.outcome != "accepted" and last.source == agent and last.target == pending.target)
 

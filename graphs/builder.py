@@ -22,7 +22,7 @@ from graphs.gate import GATE, GatePolicy, make_gate
 from graphs.human import HUMAN, make_human_node, with_escalation
 from graphs.intake import INTAKE, make_intake
 from graphs.retry import MODEL_RETRY
-from state import CaseFile, HandoffState
+from state import CaseFile, HandoffInput, HandoffOutput, HandoffState, request_of
 
 REPLY = "reply"
 UNLISTED = "unlisted target"
@@ -93,7 +93,7 @@ def build_handoff_graph(
         model = make_chat_model()
         fallback_model = fallback_model or make_fallback_model()
 
-    graph = HandoffStateGraph(HandoffState)
+    graph = HandoffStateGraph(HandoffState, input_schema=HandoffInput, output_schema=HandoffOutput)
     graph.name = graph.handoff_name = name
     graph.add_node(INTAKE, make_intake(specs, default_agent=default_agent, case_file_model=case_file_model))
     graph.add_node(GATE, make_gate(specs, case_file_model=case_file_model, policy=policy,
@@ -121,7 +121,7 @@ def build_handoff_graph(
 
 def _after_agent(spec: AgentSpec):
     def route(state: HandoffState) -> str:
-        request = state.get("pending_handoff")
+        request = request_of(state)
         if request is None:
             return REPLY
         return f"to {request.target}" if request.target in spec.handoffs else UNLISTED

@@ -30,6 +30,8 @@ from state import (
     HandoffState,
     InitResult,
     checked_update,
+    records_of,
+    request_of,
 )
 
 GATE = "handoff_gate"
@@ -105,7 +107,7 @@ def validate(
             )
     pair = {request.source, request.target}
     bounces = sum(
-        1 for r in state.get("handoffs") or []
+        1 for r in records_of(state)
         if r.outcome == "accepted" and {r.source, r.target} == pair
     )
     if bounces >= policy.ping_pong_limit:
@@ -181,7 +183,7 @@ def make_gate(
     fallback = policy.fallback or default_agent
 
     def handoff_gate(state: HandoffState, runtime: Runtime, journal: Journal) -> dict[str, Any]:
-        request = state.get("pending_handoff")
+        request = request_of(state)
         if request is None:
             return {}
         started = time.perf_counter()

@@ -27,6 +27,7 @@ from state import (
     HandoffRequest,
     HandoffState,
     checked_update,
+    records_of,
 )
 
 HUMAN = "human"
@@ -95,7 +96,7 @@ def make_human_node(
     """The node where a person answers (``interrupt()``)."""
 
     def human(state: HandoffState, runtime: Runtime, journal: Journal) -> dict[str, Any]:
-        last = (state.get("handoffs") or [None])[-1]
+        last = (records_of(state) or [None])[-1]
         question = next((str(m.content) for m in reversed(state.get("messages") or [])
                          if isinstance(m, HumanMessage)), "")
         request = EscalationRequest(

@@ -23,7 +23,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage, messages_from_dict, messages_to_dict
 from langgraph.store.base import BaseStore, GetOp, Item, PutOp
 
-from state import HandoffRecord
+from state import HandoffRecord, records_of
 
 TRANSCRIPT = "transcript"
 HANDOFFS = "handoffs"
@@ -110,7 +110,7 @@ class Journal:
     def records_at(self, values: Mapping[str, Any]) -> list[HandoffRecord]:
         """Every handoff record as of a checkpoint's state ``values``, oldest first."""
         if self.store is None:
-            return list(values.get("handoffs") or [])
+            return records_of(values)
         return self.records(int(values.get("handoff_count") or 0))
 
     def _gets(self, kind: str, start: int, upto: int) -> Iterator[list[GetOp]]:

@@ -31,6 +31,8 @@ from langgraph.store.memory import InMemoryStore
 from state import HandoffRecord, HandoffRejection, HandoffRequest, InitResult
 
 STATE_TYPES = (HandoffRequest, HandoffRecord, HandoffRejection, InitResult)
+"""Classes that checkpoints written before the state kept plain data (state/handoff.py) may hold:
+allowed so those checkpoints still load; new checkpoints hold none of them."""
 
 COMPRESS_FROM = 256
 """Blobs shorter than this many bytes are stored as they are."""
@@ -83,7 +85,8 @@ class ZlibCodec:
 
 
 def serializer() -> SerializerProtocol:
-    """The checkpoint serializer: msgpack allowing exactly the project's state types, compressed."""
+    """The checkpoint serializer: strict msgpack (plain data, LangChain messages and the earlier state
+    types), compressed."""
     return EncryptedSerializer(ZlibCodec(), JsonPlusSerializer(allowed_msgpack_modules=STATE_TYPES))
 
 

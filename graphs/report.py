@@ -26,7 +26,7 @@ from langgraph.store.base import BaseStore
 from pydantic import BaseModel, ConfigDict, Field
 
 from graphs.journal import Journal
-from state import HandoffRecord, Outcome
+from state import HandoffRecord, Outcome, records_of
 
 
 class Step(BaseModel):
@@ -151,7 +151,7 @@ def conversation_report(
     count = int(values.get("handoff_count") or 0)
     records = Journal(store, thread_id).records(count) if store is not None else []
     if len(records) < count:  # no store, or a journal that lost items: the state's window is all there is
-        records = list(values.get("handoffs") or [])
+        records = records_of(values)
     finals = final_outcomes(records)
     path = conversation_path(records, values.get("active_agent"))
     usage = {agent: AgentUsage(model_calls=c.get("model_calls", 0), prompt_tokens=c.get("prompt_tokens", 0))

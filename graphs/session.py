@@ -10,11 +10,10 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from graphs.boundary import MAX_MESSAGE_CHARS
 from graphs.journal import Journal
 from graphs.telemetry import TraceOptions, tracing_config
-from state import HandoffEvent, HandoffRecord
-
-MAX_MESSAGE_CHARS = 20_000
+from state import HandoffEvent, HandoffRecord, records_of
 
 
 class UserMessage(BaseModel):
@@ -160,7 +159,7 @@ class HandoffSession:
             values = self.graph.get_state(self.state_config).values
         journal, count, cached = self._cached(values)
         if journal is None:
-            return list(values.get("handoffs") or [])
+            return records_of(values)
         self._records = cached + journal.records(count, last=count - len(cached))
         return list(self._records)
 
@@ -170,7 +169,7 @@ class HandoffSession:
             values = (await self.graph.aget_state(self.state_config)).values
         journal, count, cached = self._cached(values)
         if journal is None:
-            return list(values.get("handoffs") or [])
+            return records_of(values)
         self._records = cached + await journal.arecords(count, last=count - len(cached))
         return list(self._records)
 
@@ -179,7 +178,7 @@ class HandoffSession:
         journal = Journal(self.graph.store, self.thread_id)
         if journal.store is None:
             return None, 0, []
-        window = list(values.get("handoffs") or [])
+        window = records_of(values)
         count = values.get("handoff_count", 0)
         cached = self._records if len(self._records) <= count else []
         if cached and _record_at(window, count, len(cached) - 1) not in (None, cached[-1].request.id):

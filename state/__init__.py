@@ -4,6 +4,9 @@ from state.case_file import CaseFile, CaseFileError, checked_update, merge_case_
 from state.conversation import (
     MESSAGE_WINDOW,
     RECORD_WINDOW,
+    TRUSTED_KEYS,
+    HandoffInput,
+    HandoffOutput,
     HandoffState,
     append_records,
     merge_usage,
@@ -17,15 +20,22 @@ from state.handoff import (
     Outcome,
     RejectionCode,
     TriggerKind,
+    plain_record,
+    plain_request,
+    records_of,
+    request_of,
 )
 
 __all__ = [
     "MESSAGE_WINDOW",
     "RECORD_WINDOW",
+    "TRUSTED_KEYS",
     "CaseFile",
     "CaseFileError",
     "HandoffRecord",
     "HandoffRejection",
+    "HandoffInput",
+    "HandoffOutput",
     "HandoffRequest",
     "HandoffState",
     "InitResult",
@@ -36,6 +46,10 @@ __all__ = [
     "checked_update",
     "merge_case_file",
     "merge_usage",
+    "plain_record",
+    "plain_request",
+    "records_of",
+    "request_of",
     "window_messages",
 ]
 

@@ -9,7 +9,7 @@ from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
 from state.case_file import merge_case_file
-from state.handoff import HandoffRecord, HandoffRequest
+from state.handoff import plain_record, plain_request
 
 MESSAGE_WINDOW = 12
 """Messages kept in the checkpointed state. The full transcript lives in the
@@ -36,10 +36,11 @@ def window_messages(left: list[AnyMessage], right: Any) -> list[AnyMessage]:
     return merged[start:]
 
 
-def append_records(left: list[HandoffRecord] | None, right: Any) -> list[HandoffRecord]:
-    """Reducer: append new records, keep the last RECORD_WINDOW."""
+def append_records(left: list[dict[str, Any]] | None, right: Any) -> list[dict[str, Any]]:
+    """Reducer: append new records (as plain data, see state/handoff.py), keep the last RECORD_WINDOW."""
     new = right if isinstance(right, list) else ([] if right is None else [right])
-    return [*(left or []), *new][-RECORD_WINDOW:]
+    kept = [r if isinstance(r, dict) else plain_record(r) for r in (left or [])[-RECORD_WINDOW:]]
+    return [*kept, *(plain_record(r) for r in new)][-RECORD_WINDOW:]
 
 
 def merge_usage(
@@ -65,10 +66,11 @@ class HandoffState(TypedDict, total=False):
     """Who answers the next user message; survives restarts with the checkpoint."""
     case_file: Annotated[dict[str, Any], merge_case_file]
     """What is known so far; validated by the domain's CaseFile model."""
-    pending_handoff: HandoffRequest | None
-    """A request waiting for the gate, or None."""
-    handoffs: Annotated[list[HandoffRecord], append_records]
-    """The most recent handoff records (the full log is in the store)."""
+    pending_handoff: Annotated[dict[str, Any] | None, plain_request]
+    """A request waiting for the gate (a ``HandoffRequest`` as plain data; ``request_of`` reads it)."""
+    handoffs: Annotated[list[dict[str, Any]], append_records]
+    """The most recent handoff records as plain data (``records_of`` reads them); the full log is in
+    the store."""
     handoff_count: int
     """How many handoff records the conversation has in all."""
     briefing: str | None
@@ -83,3 +85,40 @@ class HandoffState(TypedDict, total=False):
     """Number of user turns so far."""
     usage: Annotated[dict[str, dict[str, int]], merge_usage]
     """Per-agent model calls and approximate prompt tokens."""
+
+
+TRUSTED_KEYS = tuple(k for k in HandoffState.__annotations__ if k != "messages")
+"""State written only by the graph's own nodes, never by a caller's input."""
+
+
+class HandoffInput(TypedDict):
+    """What a turn may bring into the graph: the user's message(s), nothing else.
+
+    Everything else in ``HandoffState`` is trusted and written by the graph's
+    own nodes (graphs/boundary.py refuses an input that tries). A paused
+    escalation is continued with ``Command(resume=...)``, not with input.
+    """
+
+    messages: Annotated[list[AnyMessage], window_messages]
+    """The user's new message(s): text, ``("user", text)``, ``{"role": "user", ...}`` or HumanMessage."""
+
+
+class HandoffOutput(TypedDict, total=False):
+    """What ``invoke`` returns: the recent messages and where the conversation stands."""
+
+    messages: Annotated[list[AnyMessage], window_messages]
+    """Recent messages (bounded window); the whole transcript is in the store (graphs/journal.py)."""
+    active_agent: str
+    """Who answers the next user message."""
+    case_file: Annotated[dict[str, Any], merge_case_file]
+    """What is known so far."""
+    handoffs: Annotated[list[dict[str, Any]], append_records]
+    """The most recent handoff records as plain data (``state.records_of`` gives the models)."""
+    handoff_count: int
+    """How many handoff records the conversation has in all."""
+    briefing: str | None
+    """What the active agent was told when it received the conversation."""
+    turn: int
+    """Number of user turns so far."""
+    transcript_len: int
+    """How many messages the whole conversation holds in the store's transcript."""

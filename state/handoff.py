@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -97,3 +98,37 @@ class HandoffRecord(BaseModel):
     @property
     def target(self) -> str:
         return self.request.target
+
+
+# The conversation state keeps requests and records as plain JSON data, never as these classes:
+# a checkpoint then holds only what LangGraph's strict msgpack mode loads with any checkpointer's
+# default serializer (a notebook's ``InMemorySaver()``, ``langgraph dev``), with no type to register.
+# Nodes write either form; the reducers below store the plain one, the readers give back the models.
+
+
+def plain_request(left: Any, right: Any) -> dict[str, Any] | None:
+    """Reducer of ``pending_handoff``: the latest request as plain data (validated), or None."""
+    if right is None:
+        return None
+    request = right if isinstance(right, HandoffRequest) else HandoffRequest.model_validate(right)
+    return request.model_dump(mode="json")
+
+
+def plain_record(record: Any) -> dict[str, Any]:
+    """A handoff record as the state stores it (validated)."""
+    model = record if isinstance(record, HandoffRecord) else HandoffRecord.model_validate(record)
+    return model.model_dump(mode="json")
+
+
+def request_of(values: Mapping[str, Any]) -> HandoffRequest | None:
+    """The pending handoff request in a state (or checkpoint values), as the model."""
+    raw = values.get("pending_handoff")
+    if raw is None or isinstance(raw, HandoffRequest):
+        return raw
+    return HandoffRequest.model_validate(raw)
+
+
+def records_of(values: Mapping[str, Any]) -> list[HandoffRecord]:
+    """The recent handoff records in a state (or checkpoint values), as models, oldest first."""
+    return [r if isinstance(r, HandoffRecord) else HandoffRecord.model_validate(r)
+            for r in values.get("handoffs") or []]

@@ -18,7 +18,7 @@ from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
 from agents.offline import OfflineChatModel
 from service.app import create_app
-from tests.test_studio import free_port
+from tests.support.service_worker import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
