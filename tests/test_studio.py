@@ -3,46 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
+import importlib
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from langgraph.graph.state import CompiledStateGraph
-from langgraph_sdk import get_sync_client
+from langgraph_sdk import Auth, get_sync_client
 
 from service import studio
+from tests.support.langgraph_dev import langgraph_dev
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "langgraph.json"
 DOMAIN_GRAPHS = {"customer-service", "content-creation", "problem-solving", "sales"}
-READY_TIMEOUT_S = 90
 TECHNICAL_TURN = "Hi, this is Dana, account ACC-1001. My internet keeps dropping every evening."
 
 
 def studio_entries() -> dict[str, str]:
     """langgraph.json's graphs: name -> ``path:attribute``."""
     return json.loads(CONFIG.read_text())["graphs"]
-
-
-def importable(name: str) -> bool:
-    """Whether the module behind Studio graph ``name`` exists yet (others may still be written)."""
-    module = studio.STUDIO_GRAPHS[name].partition(":")[0]
-    return importlib.util.find_spec(module) is not None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_langgraph_json_exports_every_domain_graph() -> None:
@@ -58,8 +39,6 @@ def test_langgraph_json_exports_every_domain_graph() -> None:
 
 @pytest.mark.parametrize("name", sorted(DOMAIN_GRAPHS))
 def test_studio_factory_builds_each_graph_once(name: str) -> None:
-    if not importable(name):
-        pytest.skip(f"{studio.STUDIO_GRAPHS[name]} is not written yet")
     factory = getattr(studio, studio_entries()[name].partition(":")[2])
 
     async def build_twice() -> tuple[CompiledStateGraph, CompiledStateGraph]:
@@ -77,62 +56,28 @@ def test_studio_can_draw_the_input_form_of_customer_service() -> None:
     assert "messages" in graph.get_input_jsonschema()["properties"]
 
 
+def test_langgraph_json_names_the_custom_auth() -> None:
+    """Its auth is service/langgraph_auth.py's, and Studio's unchecked login header is refused."""
+    auth = json.loads(CONFIG.read_text())["auth"]
+    path, _, attribute = auth["path"].partition(":")
+    assert (path, attribute) == ("./service/langgraph_auth.py", "auth")
+    assert auth["disable_studio_auth"] is True
+    module = importlib.import_module("service.langgraph_auth")
+    assert isinstance(getattr(module, attribute), Auth)
+    assert (ROOT / path).resolve() == Path(module.__file__).resolve()
+
+
 @pytest.fixture
-def langgraph_dev(tmp_path: Path) -> Iterator[tuple[str, set[str]]]:
-    """`langgraph dev --no-browser` on a free port, serving langgraph.json's importable graphs.
-
-    It runs from a scratch folder, so its log and its `.langgraph_api` data stay
-    out of the project (the folder it would watch). Yields (url, graph names).
-    """
-    names = {n for n in studio_entries() if importable(n)}
-    assert "customer-service" in names
-    config = {
-        "dependencies": [str(ROOT)],
-        "graphs": {n: str(ROOT / studio_entries()[n].removeprefix("./")) for n in names},
-    }
-    (tmp_path / "langgraph.json").write_text(json.dumps(config))
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("OPENAI_", "LANGSMITH_", "LANGCHAIN_", "HANDOFF_"))}
-    env.update(HANDOFF_OFFLINE="1", LANGSMITH_TRACING="false", LANGGRAPH_NO_VERSION_CHECK="true",
-               PYTHONPATH=str(ROOT))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "langgraph-dev.log").open("wb")
-    command = [str(Path(sys.executable).parent / "langgraph"), "dev", "--no-browser", "--no-reload",
-               "--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"langgraph dev exited with {process.returncode}:\n"
-                            + (tmp_path / "langgraph-dev.log").read_text()[-3000:])
-            try:
-                with urllib.request.urlopen(f"{url}/ok", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"langgraph dev not ready after {READY_TIMEOUT_S}s:\n"
-                            + (tmp_path / "langgraph-dev.log").read_text()[-3000:])
-            time.sleep(0.3)
+def served_graphs() -> Iterator[tuple[str, set[str]]]:
+    """All of langgraph.json (auth included, no tokens set) under `langgraph dev`: (url, graph names)."""
+    names = set(studio_entries())
+    with langgraph_dev() as url:
         yield url, names
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=15)
-        log.close()
 
 
-def test_langgraph_dev_serves_the_graphs_and_runs_a_handoff(langgraph_dev: tuple[str, set[str]]) -> None:
-    url, names = langgraph_dev
-    client = get_sync_client(url=url)
+def test_langgraph_dev_serves_the_graphs_and_runs_a_handoff(served_graphs: tuple[str, set[str]]) -> None:
+    url, names = served_graphs
+    client = get_sync_client(url=url, api_key=None)  # no header at all: Studio on a laptop
 
     assistants = {a["graph_id"]: a for a in client.assistants.search(limit=50)}
     assert set(assistants) == names
