@@ -21,6 +21,7 @@ from graphs.compiled import HandoffStateGraph
 from graphs.gate import GATE, GatePolicy, make_gate
 from graphs.human import HUMAN, make_human_node, with_escalation
 from graphs.intake import INTAKE, make_intake
+from graphs.masking import Sensitivity
 from graphs.retry import MODEL_RETRY
 from state import CaseFile, HandoffInput, HandoffOutput, HandoffState, request_of
 
@@ -69,6 +70,7 @@ def build_handoff_graph(
     policy: GatePolicy | None = None,
     human_escalation: bool = False,
     name: str = "handoff",
+    sensitivity: Sensitivity | None = None,
 ) -> HandoffStateGraph:
     """The uncompiled graph; compile it with the checkpointer and store you choose.
 
@@ -82,6 +84,8 @@ def build_handoff_graph(
         human_escalation: Add a ``human`` node (``interrupt()``) every agent may hand to, and
             the escalation triggers (the user asks for a person, frustration).
         name: Graph name for traces and reports.
+        sensitivity: What the domain declares sensitive; masked in traces and logs however the graph
+            is run (graphs/masking.py). A graph that declares one is masked by default.
     """
     if human_escalation:
         agents = with_escalation(list(agents))
@@ -95,6 +99,7 @@ def build_handoff_graph(
 
     graph = HandoffStateGraph(HandoffState, input_schema=HandoffInput, output_schema=HandoffOutput)
     graph.name = graph.handoff_name = name
+    graph.sensitivity = sensitivity
     graph.add_node(INTAKE, make_intake(specs, default_agent=default_agent, case_file_model=case_file_model))
     graph.add_node(GATE, make_gate(specs, case_file_model=case_file_model, policy=policy,
                                    default_agent=default_agent))

@@ -24,6 +24,7 @@ from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from graphs.boundary import admit
+from graphs.masking import Sensitivity
 from graphs.telemetry import run_config
 
 
@@ -32,8 +33,8 @@ class HandoffStateGraph(StateGraph):
 
     handoff_name: str = "handoff"
     """Graph name for traces, reports and checkpoint metadata."""
-    sensitivity: Any = None
-    """What the domain declares sensitive (``graphs.masking.Sensitivity``), or None."""
+    sensitivity: Sensitivity | None = None
+    """What the domain declares sensitive, masked in traces and logs; None declares nothing."""
 
     def compile(self, *args: Any, **kwargs: Any) -> CompiledHandoffGraph:  # type: ignore[override]
         compiled = super().compile(*args, **kwargs)

@@ -5,13 +5,26 @@ from __future__ import annotations
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import StateGraph
 
-from agents.back_office import BackOffice
+from agents.back_office import ACCOUNTS, BackOffice
 from agents.customer_service import GENERAL, SupportCaseFile, customer_service_agents
 from graphs.builder import build_handoff_graph
 from graphs.exports import lazy_graph, studio_factory
 from graphs.gate import GatePolicy
+from graphs.masking import INTRODUCED_NAME_RULE, POSTCODE_RULE, Sensitivity, known_values
 
 NAME = "customer-service"
+
+SENSITIVITY = Sensitivity.for_case_file(
+    SupportCaseFile, ("account_id", "customer_name"),
+    keys=("postcode", "email", "card_number"),  # verify_identity's postcode is the identity secret
+    rules=(POSTCODE_RULE, INTRODUCED_NAME_RULE),
+    # The back office's own customers, wherever their names or postcodes appear; a stranger's name
+    # is caught only after an introduction, a postcode only where the text says it is one.
+    values=known_values(names=[a.customer_name for a in ACCOUNTS.values()],
+                        postcodes=[a.postcode for a in ACCOUNTS.values()]),
+)
+"""Names, e-mails, postcodes, card numbers and account ids (e-mails, cards and account ids are also
+masked by the default rules of graphs/masking.py)."""
 
 
 def build_customer_service_graph(
@@ -24,7 +37,8 @@ def build_customer_service_graph(
 
     Args:
         model: Chat model for all three agents; the environment's by default.
-        office: The back office the tools use; a fresh in-memory one by default.
+        office: The back office the tools use; a new one by default. Its refunds and tickets go
+            to the store the graph is compiled with (its own in-memory store if there is none).
         policy: Gate limits; the defaults otherwise.
     """
     return build_handoff_graph(
@@ -35,6 +49,7 @@ def build_customer_service_graph(
         policy=policy,
         human_escalation=True,
         name=NAME,
+        sensitivity=SENSITIVITY,
     )
 
 

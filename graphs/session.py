@@ -47,10 +47,9 @@ class TurnResult(BaseModel):
 class HandoffSession:
     """One thread of one compiled graph.
 
-    Every run it starts carries the graph name and thread id as LangSmith
-    metadata and tags (and, when tracing is on, a tracer that adds the active
-    agent and handoff id per node and masks sensitive text for the graphs in
-    ``MASKED_BY_DEFAULT``); see graphs/telemetry.py.
+    The session names the thread and the trace options; the metadata, tags,
+    tracer and masking of every run are added by the compiled graph itself, for
+    this entry point as for every other (graphs/telemetry.py).
     """
 
     def __init__(
@@ -65,21 +64,21 @@ class HandoffSession:
         graph: A compiled handoff graph with a checkpointer.
         thread_id: The conversation to continue; a new one otherwise.
         graph_name: Name for traces and checkpoint metadata; the builder's ``name`` otherwise.
-        trace: LangSmith options; ``TraceOptions.from_env()`` otherwise.
+        trace: LangSmith options, sent with each run as ``configurable['handoff_trace']``; the
+            environment's (``TraceOptions.from_env()``) when each run starts otherwise.
         """
         self.graph = graph
         self.thread_id = thread_id or uuid.uuid4().hex
         self.graph_name = graph_name or graph_name_of(graph)
-        self.trace = trace or TraceOptions.from_env()
+        self.trace = trace
         self._records: list[HandoffRecord] = []
 
     @property
     def config(self) -> dict[str, Any]:
-        """The run config: thread id, plus LangSmith metadata, tags, run name and tracer."""
-        return {
-            "configurable": {"thread_id": self.thread_id},
-            **tracing_config(graph_name=self.graph_name, thread_id=self.thread_id, options=self.trace),
-        }
+        """The run config as plain JSON data: thread id, trace options (``configurable['handoff_trace']``),
+        LangSmith metadata, tags and run name. The compiled graph adds its tracer and masking when a run
+        starts (graphs/telemetry.run_config), as it does for every other entry point."""
+        return tracing_config(graph_name=self.graph_name, thread_id=self.thread_id, options=self.trace)
 
     @property
     def state_config(self) -> dict[str, Any]:

@@ -1,8 +1,19 @@
-"""Handoffs in LangSmith: every run findable by graph, thread, agent and handoff; sensitive text masked.
+"""Handoffs in LangSmith, however the graph is run: every run findable by graph, thread, agent and
+handoff; what the domain declares sensitive masked before it leaves the process.
 
-- ``tracing_config`` is what a session adds to the config of each run: the
-  graph name and thread id as metadata and tags, a run name, and (only when
-  LangSmith tracing is on) a ``HandoffTracer``.
+- ``run_config`` is applied by the compiled graph itself to every run it starts
+  (``invoke``/``stream``/``astream``/``batch``/``astream_events``, a session,
+  the service, Studio and ``langgraph dev``; see graphs/compiled.py). It merges
+  into the caller's config the graph name and thread id as metadata and tags
+  and a run name, adds the graph's ``Sensitivity`` to the masking of the
+  process's logs (graphs/log_safety.py, installed when this module is first
+  imported), and, when LangSmith tracing is on *at that moment* (a notebook
+  may turn it on after compiling), puts exactly one ``HandoffTracer`` among
+  the run's callbacks: a caller's plain LangChain tracer is replaced by one
+  with its project and parent run, a caller's ``HandoffTracer`` is kept, and
+  otherwise one is added. LangChain adds its own (unmasked) environment
+  tracer only when no LangChain tracer is among the handlers, so none is
+  added then.
 - ``HandoffTracer`` is LangChain's LangSmith tracer with one more job: it reads
   the state each node receives and returns, and puts the active agent, the
   handoff id and the handoff's outcome on that node's run as metadata and
@@ -10,15 +21,24 @@
   handoff is a value in the state, never an exception, so it is never an error
   run; a run paused by ``interrupt()`` (a person was asked) is closed as
   ``paused``, not as an error.
-- ``make_masking_client`` builds a ``langsmith.Client`` whose anonymizer (the
-  ``Masker`` of graphs/masking.py) masks account numbers, card data, e-mail
-  addresses and API keys in inputs, outputs, errors and metadata before
-  anything leaves the process. Masking is on by default for the graphs in
-  ``MASKED_BY_DEFAULT``; ``TraceOptions`` (or ``HANDOFF_TRACE_MASK`` /
-  ``HANDOFF_TRACE_HIDE_IO``) turns it on or off.
+- Masking: the tracer's ``langsmith.Client`` has the domain's ``Masker`` as its
+  anonymizer (inputs, outputs, errors, metadata) and the tracer masks the
+  model's serialized form. The graph builder's ``sensitivity``
+  (``graphs.masking.Sensitivity``) says what is sensitive; a graph that
+  declares one, or is in ``MASKED_BY_DEFAULT``, is masked unless the run's
+  ``TraceOptions`` (``configurable["handoff_trace"]``, or ``HANDOFF_TRACE_MASK``
+  / ``HANDOFF_TRACE_HIDE_IO``) turn it off.
+- ``tracing_config`` is a conversation's run config as plain JSON data (thread
+  id, options, metadata, tags, run name): the tracer is made at run time, so
+  a config can be printed, stored or sent anywhere.
 
 LangChain's ``wait_for_all_tracers()`` flushes only the global LangSmith
 client; ``flush_traces()`` flushes that and every masking client made here.
+
+A handoff graph run inside someone else's traced run (a node or tool of
+another traced graph, or a graph bound with ``with_config(callbacks=...)``)
+is traced by that run's tracer: LangChain would merge a second one in beside
+it, so it is left alone.
 """
 
 from __future__ import annotations
@@ -30,6 +50,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from uuid import UUID
 
+from langchain_core.callbacks import BaseCallbackManager
+from langchain_core.runnables.config import var_child_runnable_config
+from langchain_core.tracers.context import _get_tracer_kwargs, _tracing_v2_is_enabled, tracing_v2_callback_var
 from langchain_core.tracers.langchain import LangChainTracer, wait_for_all_tracers
 from langchain_core.tracers.schemas import Run
 from langgraph.errors import GraphBubbleUp
@@ -37,29 +60,37 @@ from langsmith import Client
 from langsmith import utils as ls_utils
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from graphs import log_safety
 from graphs.gate import GATE
 from graphs.intake import INTAKE
-from graphs.masking import Masker
+from graphs.masking import Masker, Sensitivity, masker_for
+
+log_safety.protect()  # from the first import of a graph, since persistence is opened before the first run
 
 MASKED_BY_DEFAULT = frozenset({"customer-service"})
-"""Graphs whose traces are masked unless masking is turned off explicitly."""
+"""Graphs whose traces are masked unless masking is turned off explicitly (besides every graph
+that declares a ``Sensitivity``)."""
 
 GRAPH_KEY = "handoff_graph"
 THREAD_KEY = "thread_id"
 AGENT_KEY = "active_agent"
 HANDOFF_KEY = "handoff_id"
+TRACE_KEY = "handoff_trace"
+"""``configurable`` entry holding a run's ``TraceOptions`` as JSON data."""
 INHERITED_KEYS = (AGENT_KEY, HANDOFF_KEY)
 """Metadata a model or tool run takes from the node run it belongs to."""
 INHERITED_TAG_PREFIXES = ("agent:", "handoff:")
 
 
 class TraceOptions(BaseModel):
-    """How a session's runs appear in LangSmith (only when LangSmith tracing is on)."""
+    """How a run appears in LangSmith (only when LangSmith tracing is on)."""
 
     model_config = ConfigDict(frozen=True)
 
     mask: bool | None = Field(
-        default=None, description="Mask sensitive text; None means the graph's default (MASKED_BY_DEFAULT)."
+        default=None,
+        description="Mask sensitive text; None means the graph's default (it declares a Sensitivity, or "
+                    "is in MASKED_BY_DEFAULT).",
     )
     hide_io: bool = Field(
         default=False, description="Send no inputs or outputs at all: names, timings, metadata only."
@@ -79,14 +110,24 @@ class TraceOptions(BaseModel):
         return cls(mask=flag.validate_python(mask) if mask else None,
                    hide_io=flag.validate_python(hide) if hide else False)
 
-    def masks(self, graph_name: str) -> bool:
-        """Whether runs of ``graph_name`` are masked under these options."""
+    @classmethod
+    def of_run(cls, configurable: Mapping[str, Any] | None) -> TraceOptions:
+        """A run's options: its ``configurable["handoff_trace"]`` (a dict or options), else the environment's."""
+        raw = (configurable or {}).get(TRACE_KEY)
+        if raw is None:
+            return cls.from_env()
+        return raw if isinstance(raw, TraceOptions) else cls.model_validate(raw)
+
+    def masks(self, graph_name: str, *, declared: bool = False) -> bool:
+        """Whether runs of ``graph_name`` are masked; ``declared``: the graph declares a Sensitivity."""
         if self.hide_io:
             return True
-        return graph_name in MASKED_BY_DEFAULT if self.mask is None else self.mask
+        if self.mask is None:
+            return declared or graph_name in MASKED_BY_DEFAULT
+        return self.mask
 
 
-_clients: dict[tuple[str, str | None, bool], Client] = {}
+_clients: dict[tuple[str, str | None, bool, Sensitivity | None], Client] = {}
 _clients_lock = threading.Lock()
 
 
@@ -112,13 +153,24 @@ def make_masking_client(
                   **client_kwargs)
 
 
-def shared_masking_client(*, hide_io: bool = False) -> Client:
-    """One masking client per endpoint and key in the environment, reused by every session."""
-    key = (ls_utils.get_api_url(None), ls_utils.get_api_key(None), hide_io)
+def shared_masking_client(
+    *,
+    hide_io: bool = False,
+    sensitivity: Sensitivity | None = None,
+    api_url: str | None = None,
+    api_key: str | None = None,
+) -> Client:
+    """One masking client per endpoint, key, ``hide_io`` and declaration, reused by every run.
+
+    ``api_url``/``api_key`` default to the environment's (``LANGSMITH_ENDPOINT``/``LANGSMITH_API_KEY``).
+    """
+    url = api_url or ls_utils.get_api_url(None)
+    key = (url, api_key or ls_utils.get_api_key(None), hide_io, sensitivity)
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
-            client = _clients[key] = make_masking_client(hide_io=hide_io, api_url=key[0], api_key=key[1])
+            client = _clients[key] = make_masking_client(
+                masker=masker_for(sensitivity), hide_io=hide_io, api_url=url, api_key=key[1])
         return client
 
 
@@ -141,36 +193,115 @@ def forget_masking_clients() -> None:
 
 
 def tracing_enabled() -> bool:
-    """Whether LangSmith tracing is on (``LANGSMITH_TRACING=true`` or a tracing context)."""
-    return bool(ls_utils.tracing_is_enabled())
+    """Whether LangSmith tracing is on: exactly when LangChain would add its own tracer to a run."""
+    return bool(_tracing_v2_is_enabled())
 
 
 def tracing_config(*, graph_name: str, thread_id: str, options: TraceOptions | None = None) -> dict[str, Any]:
-    """The run-config entries every run of one conversation carries.
+    """A conversation's run config, as plain JSON data (the graph makes its tracer when a run starts).
 
     Args:
         graph_name: The graph's registry name, e.g. ``customer-service``.
         thread_id: The conversation's thread id.
-        options: Masking and extra tags/metadata; ``TraceOptions()`` otherwise.
+        options: Masking and extra tags/metadata; the environment's at run time otherwise.
 
     Returns:
-        ``run_name``, ``metadata`` (graph, thread), ``tags`` (``graph:<name>``,
-        ``thread:<id>``) and, when tracing is on, ``callbacks`` with a HandoffTracer.
+        ``configurable`` (the thread id and, if given, the options under ``handoff_trace``),
+        ``run_name``, ``metadata`` (graph, thread) and ``tags`` (``graph:<name>``, ``thread:<id>``).
     """
+    configurable: dict[str, Any] = {"thread_id": thread_id}
+    if options is not None:
+        configurable[TRACE_KEY] = options.model_dump(mode="json")
     options = options or TraceOptions()
-    config: dict[str, Any] = {
+    return {
+        "configurable": configurable,
         "run_name": graph_name,
         "metadata": {**options.metadata, GRAPH_KEY: graph_name, THREAD_KEY: thread_id},
-        "tags": [*options.tags, f"graph:{graph_name}", f"thread:{thread_id}"],
+        "tags": list(dict.fromkeys([*options.tags, f"graph:{graph_name}", f"thread:{thread_id}"])),
     }
+
+
+def run_config(graph: Any, config: Any) -> dict[str, Any]:
+    """The run config with this graph's tracing metadata, tags, run name and (tracing on) tracer.
+
+    ``graph`` is the ``CompiledHandoffGraph`` being run (``graph.handoff_name``,
+    ``graph.builder.sensitivity``); ``config`` is the caller's config, possibly None,
+    and is not changed.
+    """
+    builder = getattr(graph, "builder", None)
+    sensitivity: Sensitivity | None = getattr(builder, "sensitivity", None)
+    log_safety.protect(sensitivity)
+    name = str(getattr(graph, "handoff_name", None) or graph.name)
+    config = dict(config or {})
+    configurable = config.get("configurable") or {}
+    options = TraceOptions.of_run(configurable)
+    thread_id = configurable.get("thread_id")
+    metadata = {**options.metadata, GRAPH_KEY: name, **(config.get("metadata") or {})}
+    if thread_id is not None:
+        metadata.setdefault(THREAD_KEY, str(thread_id))
+    tags = [*(config.get("tags") or []), *options.tags, f"graph:{metadata[GRAPH_KEY]}"]
+    if THREAD_KEY in metadata:
+        tags.append(f"thread:{metadata[THREAD_KEY]}")
+    config.update(metadata=metadata, tags=list(dict.fromkeys(tags)), run_name=config.get("run_name") or name)
     if tracing_enabled():
-        masked = options.masks(graph_name)
-        config["callbacks"] = [HandoffTracer(
-            project_name=options.project,
-            client=shared_masking_client(hide_io=options.hide_io) if masked else None,
-            masker=Masker() if masked else None,
-        )]
+        graph_config = getattr(graph, "config", None) or {}
+        inherited = ((var_child_runnable_config.get() or {}).get("callbacks"), graph_config.get("callbacks"))
+        if not any(_tracers(c) for c in inherited):
+            tracer = _TracerFactory(name, options, sensitivity)
+            config["callbacks"] = _with_one_handoff_tracer(config.get("callbacks"), tracer)
     return config
+
+
+def _tracers(callbacks: Any) -> list[LangChainTracer]:
+    handlers = callbacks.handlers if isinstance(callbacks, BaseCallbackManager) else (callbacks or [])
+    return [h for h in handlers if isinstance(h, LangChainTracer)]
+
+
+class _TracerFactory:
+    """Makes the run's HandoffTracer, from a caller's tracer or from the tracing context."""
+
+    def __init__(self, graph_name: str, options: TraceOptions, sensitivity: Sensitivity | None) -> None:
+        self.options = options
+        self.sensitivity = sensitivity
+        self.masked = options.masks(graph_name, declared=sensitivity is not None)
+
+    def __call__(self, base: LangChainTracer | None = None) -> HandoffTracer:
+        if base is None:
+            # What LangChain's own tracer would take: the tracing context's project, parent and client.
+            kwargs = _get_tracer_kwargs(self.options.project)
+            client: Client | None = kwargs.pop("client", None)
+        else:
+            # Same destination and parent run as the caller's tracer: it is replaced, not joined.
+            kwargs = {"example_id": base.example_id, "project_name": self.options.project or base.project_name,
+                      "address": base.address, "tags": list(base.tags or []), "metadata": base.tracing_metadata,
+                      "run_map": base.run_map, "order_map": base.order_map,
+                      "_external_run_ids": base._external_run_ids}
+            client = base.client
+        if self.masked:
+            client = shared_masking_client(
+                hide_io=self.options.hide_io, sensitivity=self.sensitivity,
+                api_url=client.api_url if client is not None else None,
+                api_key=client.api_key if client is not None else None)
+        return HandoffTracer(**kwargs, client=client,
+                             masker=masker_for(self.sensitivity) if self.masked else None)
+
+
+def _with_one_handoff_tracer(callbacks: Any, make: _TracerFactory) -> Any:
+    """The caller's callbacks with exactly one HandoffTracer per destination, and no other tracer."""
+    if isinstance(callbacks, BaseCallbackManager):
+        if _tracers(callbacks):
+            return callbacks  # a manager comes from an enclosing run, whose tracer covers this one
+        manager = callbacks.copy()
+        manager.add_handler(make(), inherit=True)
+        return manager
+    handlers = list(callbacks or [])
+    given = _tracers(handlers)
+    if any(isinstance(t, HandoffTracer) for t in given):
+        return handlers  # the caller chose its own handoff tracer (and its masking)
+    if not given:
+        context = tracing_v2_callback_var.get()  # ``with tracing_v2_enabled(project_name=...)``
+        return [*handlers, make(context)]
+    return [h if not isinstance(h, LangChainTracer) else make(h) for h in handlers]
 
 
 class HandoffTracer(LangChainTracer):
@@ -200,8 +331,13 @@ class HandoffTracer(LangChainTracer):
         node = _node_of(run)
         if node is not None:
             annotate(run, *node_start_metadata(node, run.inputs))
-        if self.masker is not None and run.serialized:
-            run.serialized = self.masker(copy.deepcopy(run.serialized))
+        if self.masker is not None:
+            # The client's anonymizer sees neither the serialized model nor the name and tags
+            # (a thread id in a tag is whatever the caller chose).
+            if run.serialized:
+                run.serialized = self.masker(copy.deepcopy(run.serialized))
+            run.name = self.masker.text(run.name)
+            run.tags = [self.masker.text(t) for t in run.tags or []]
 
     def _on_chain_end(self, run: Run) -> None:
         node = _node_of(run)
@@ -292,12 +428,3 @@ def annotate(run: Run, metadata: Mapping[str, Any], tags: Iterable[str] = ()) ->
     tags = list(tags)
     if tags:
         run.tags = sorted({*(run.tags or []), *tags})
-
-
-def run_config(graph: Any, config: Any) -> Any:
-    """The run config with this graph's tracing metadata, tags and masking added (every entry point).
-
-    ``graph`` is the ``CompiledHandoffGraph`` being run (``graph.handoff_name``,
-    ``graph.builder.sensitivity``); ``config`` is the caller's config, possibly None.
-    """
-    return config

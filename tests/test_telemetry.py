@@ -6,26 +6,35 @@ The traced tests send real langsmith client traffic to a collector on
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
+from langchain_core.callbacks import BaseCallbackHandler, CallbackManager
+from langchain_core.messages import HumanMessage
+from langchain_core.runnables import RunnableLambda
+from langchain_core.runnables.config import var_child_runnable_config
+from langchain_core.tracers.langchain import LangChainTracer
 
 from agents.back_office import BackOffice
-from agents.customer_service import BILLING, GENERAL, TECHNICAL
+from agents.customer_service import BILLING, GENERAL, TECHNICAL, SupportCaseFile
 from agents.offline import OfflineChatModel
 from agents.scripted import ScriptedChatModel, calls, tool_call
-from graphs.customer_service import build_customer_service_graph
+from graphs.customer_service import SENSITIVITY, build_customer_service_graph
 from graphs.gate import GATE
 from graphs.human import HUMAN
-from graphs.masking import MASKED, Masker
+from graphs.masking import MASKED, Masker, Sensitivity
 from graphs.persistence import open_persistence
 from graphs.session import HandoffSession
 from graphs.telemetry import (
+    TRACE_KEY,
     HandoffTracer,
     TraceOptions,
     flush_traces,
+    run_config,
+    shared_masking_client,
     tracing_config,
     tracing_enabled,
 )
@@ -43,7 +52,7 @@ CONVERSATION = (
     "Thanks. Also I was charged twice on invoice INV-2002 and want a refund.",
     "This is useless, I want to speak to a real person.",
 )
-SENSITIVE = ("ACC-1001", "dana@example.com")
+SENSITIVE = ("ACC-1001", "dana@example.com", "Dana", "Reyes", "90210")
 
 
 @pytest.fixture
@@ -133,11 +142,13 @@ def test_rejected_and_failed_handoffs_are_recorded_without_error_runs(collector:
 
 
 def test_tracing_is_off_again_after_the_collector_is_gone() -> None:
+    graph = build_customer_service_graph(model=OfflineChatModel()).compile()
     with tracing_to_local_collector():
         assert tracing_enabled()
-        assert "callbacks" in tracing_config(graph_name="sales", thread_id="t-1")
+        assert _handoff_tracers(run_config(graph, None))
 
     assert not tracing_enabled()
+    assert "callbacks" not in run_config(graph, None)
     assert "LANGSMITH_ENDPOINT" not in os.environ and "LANGSMITH_TRACING" not in os.environ
 
 
@@ -193,3 +204,151 @@ def test_a_tracer_copied_for_inherited_metadata_keeps_its_masker() -> None:
     copy = tracer.copy_with_metadata_defaults(metadata={"ls_agent_type": "handoff"})
 
     assert isinstance(copy, HandoffTracer) and copy.masker is masker
+
+
+# ------------------------------------------------------------ run_config: one tracer, whoever calls
+
+
+def _handoff_tracers(config: dict[str, Any]) -> list[HandoffTracer]:
+    return [h for h in config.get("callbacks") or [] if isinstance(h, HandoffTracer)]
+
+
+@pytest.fixture
+def support_graph() -> Any:
+    return build_customer_service_graph(model=OfflineChatModel(), office=BackOffice()).compile()
+
+
+def test_run_config_adds_graph_and_thread_without_changing_the_callers_config(support_graph: Any) -> None:
+    reset_langsmith_caches()
+    given = {"configurable": {"thread_id": "t-9"}, "tags": ["mine"], "metadata": {"user": "u1"}}
+
+    config = run_config(support_graph, given)
+
+    assert config["metadata"] == {"handoff_graph": "customer-service", "thread_id": "t-9", "user": "u1"}
+    assert config["tags"] == ["mine", "graph:customer-service", "thread:t-9"]
+    assert config["run_name"] == "customer-service"
+    assert "callbacks" not in config  # tracing is off
+    assert given == {"configurable": {"thread_id": "t-9"}, "tags": ["mine"], "metadata": {"user": "u1"}}
+
+
+def test_run_config_adds_one_masking_handoff_tracer_when_tracing_is_on(
+    collector: LangSmithCollector, support_graph: Any
+) -> None:
+    config = run_config(support_graph, {"configurable": {"thread_id": "t-1"}})
+
+    [tracer] = config["callbacks"]
+    assert isinstance(tracer, HandoffTracer) and tracer.masker is SENSITIVITY.masker()
+    assert tracer.client is shared_masking_client(sensitivity=SENSITIVITY)
+
+
+def test_run_config_replaces_a_callers_plain_tracer_and_keeps_a_handoff_tracer(
+    collector: LangSmithCollector, support_graph: Any
+) -> None:
+    handler = BaseCallbackHandler()
+    plain = LangChainTracer(project_name="their-project")
+
+    [kept, replaced] = run_config(support_graph, {"callbacks": [handler, plain]})["callbacks"]
+
+    assert kept is handler
+    assert isinstance(replaced, HandoffTracer) and replaced.project_name == "their-project"
+    assert replaced.client is not plain.client and replaced.masker is not None
+    assert replaced.run_map is plain.run_map  # same parent runs, so nothing is traced twice
+    own = HandoffTracer(client=shared_masking_client())
+    assert run_config(support_graph, {"callbacks": [own]})["callbacks"] == [own]
+
+
+def test_run_config_leaves_a_run_inside_a_traced_run_to_its_tracer(
+    collector: LangSmithCollector, support_graph: Any
+) -> None:
+    manager = CallbackManager(handlers=[LangChainTracer()])
+    assert run_config(support_graph, {"callbacks": manager})["callbacks"] is manager
+
+    token = var_child_runnable_config.set({"callbacks": manager})
+    try:
+        assert "callbacks" not in run_config(support_graph, None)  # LangChain would merge in a second one
+    finally:
+        var_child_runnable_config.reset(token)
+
+
+def test_a_run_can_turn_masking_off_in_its_configurable(collector: LangSmithCollector, support_graph: Any) -> None:
+    config = run_config(support_graph, {"configurable": {TRACE_KEY: {"mask": False}}})
+
+    [tracer] = _handoff_tracers(config)
+    assert tracer.masker is None and tracer.client is not shared_masking_client(sensitivity=SENSITIVITY)
+
+
+def test_a_sessions_config_is_plain_data_even_with_tracing_on(collector: LangSmithCollector) -> None:
+    config = tracing_config(graph_name="customer-service", thread_id="t-1", options=TraceOptions(mask=False))
+
+    assert json.loads(json.dumps(config)) == config
+    assert config["configurable"] == {"thread_id": "t-1", TRACE_KEY: TraceOptions(mask=False).model_dump(mode="json")}
+    assert TraceOptions.of_run(config["configurable"]) == TraceOptions(mask=False)
+
+
+# ------------------------------------------------------------ what a domain declares sensitive
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("Hi, this is Dana, postcode 90210.", "Hi, this is [name], postcode [postcode]."),
+        ("ACC-1001: Dana Reyes, plan Fiber 500", "[account]: [name], plan Fiber 500"),
+        ("my name is Jo Miller, zip code is 12345", "my name is [name], zip code is [postcode]"),
+        ('{"postcode": "60601", "region": "central"}', '{"postcode": "[postcode]", "region": "central"}'),
+        ('{\\"postcode\\": \\"12345\\"}', '{\\"postcode\\": \\"[masked]\\"}'),
+        ("{'customer_name': 'Jo Miller'}", "{'customer_name': '[masked]'}"),
+        ("write to dana@example.com", "write to [email]"),
+        ("This is useless, invoice 10001 of 2024", "This is useless, invoice [postcode] of 2024"),
+        ("order 12345 for Danaher", "order 12345 for Danaher"),  # no context, not a known value
+    ],
+)
+def test_customer_service_masks_names_and_postcodes(text: str, masked: str) -> None:
+    assert SENSITIVITY.masker().text(text) == masked
+
+
+def test_customer_service_masks_the_identity_secret_as_a_tool_argument() -> None:
+    call = {"tool_calls": [{"name": "verify_identity", "args": {"account_id": "x", "postcode": "55555"}}],
+            "case_file": {"customer_name": "Jo Miller", "region": "west"}}
+
+    masked = SENSITIVITY.masker()(call)
+
+    assert masked["tool_calls"][0]["args"] == {"account_id": MASKED, "postcode": MASKED}
+    assert masked["case_file"] == {"customer_name": MASKED, "region": "west"}
+
+
+def test_a_sensitivity_names_only_fields_its_case_file_has() -> None:
+    with pytest.raises(ValueError, match="no field"):
+        Sensitivity.for_case_file(SupportCaseFile, ("customer_nmae",))
+    assert "customer_name" in Sensitivity.for_case_file(SupportCaseFile, ("customer_name",)).keys
+
+
+def test_a_graph_that_declares_a_sensitivity_is_masked_by_default() -> None:
+    assert build_customer_service_graph(model=OfflineChatModel()).sensitivity is SENSITIVITY
+    assert TraceOptions().masks("any-graph", declared=True)
+    assert not TraceOptions(mask=False).masks("any-graph", declared=True)
+
+
+def test_errors_metadata_and_inputs_are_masked_too(collector: LangSmithCollector) -> None:
+    def fail(text: str) -> str:
+        raise LookupError(f"no account for {text}")
+
+    tracer = HandoffTracer(client=shared_masking_client(sensitivity=SENSITIVITY), masker=SENSITIVITY.masker())
+    with pytest.raises(LookupError):
+        RunnableLambda(fail).invoke("Dana Reyes, postcode 90210", {
+            "callbacks": [tracer], "metadata": {"note": "card 4111 1111 1111 1111 of ACC-1001"}})
+    flush_traces()
+
+    [run] = collector.runs().values()
+    assert "LookupError('no account for [name], postcode [postcode]')" in run["error"]
+    assert metadata(run)["note"] == "card [card] of [account]"
+    assert [v for v in ("Dana", "Reyes", "90210", "4111", "ACC-1001") if v in collector.payload()] == []
+
+
+def test_a_thread_id_made_of_sensitive_text_is_masked_in_tags_too(collector: LangSmithCollector) -> None:
+    graph = compile_memory(build_customer_service_graph(model=OfflineChatModel(), office=BackOffice()))
+
+    graph.invoke({"messages": [HumanMessage("hello")]}, {"configurable": {"thread_id": "dana@example.com"}})
+    flush_traces()
+
+    assert all("thread:[email]" in run["tags"] for run in collector.runs().values())
+    assert "dana@example.com" not in collector.payload()

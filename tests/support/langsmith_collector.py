@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -159,6 +160,23 @@ class LangSmithCollector:
         with self._lock:
             return "\n".join(r.body.decode("utf-8", "replace") for r in self.received)
 
+    def wait_for(
+        self, condition: Callable[[list[dict[str, Any]]], bool], timeout: float = 60.0
+    ) -> list[dict[str, Any]]:
+        """The runs, once ``condition(runs)`` holds (another process sends them in the background).
+
+        Raises:
+            TimeoutError: it did not hold within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            runs = list(self.runs().values())
+            if condition(runs):
+                return runs
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the collector's {len(runs)} runs never met the condition")
+            time.sleep(0.2)
+
     def runs(self) -> dict[str, dict[str, Any]]:
         """Runs by id: the posted run with its fields, updated by any patch."""
         runs: dict[str, dict[str, Any]] = {}
@@ -223,15 +241,19 @@ def reset_langsmith_caches() -> None:
     langsmith.configure(client=None)
 
 
+def tracing_env(collector: LangSmithCollector, project: str = "handoff-tests") -> dict[str, str]:
+    """The environment of another process (a notebook's kernel, `langgraph dev`) tracing to ``collector``."""
+    return {"LANGSMITH_TRACING": "true", "LANGSMITH_ENDPOINT": collector.url,
+            "LANGSMITH_API_KEY": "local-test-key", "LANGSMITH_PROJECT": project}
+
+
 @contextmanager
 def tracing_to_local_collector() -> Iterator[LangSmithCollector]:
     """Tracing on, pointed at a local collector; every variable and cache is restored afterwards."""
     server = LangSmithCollector()
     with server.running(), pytest.MonkeyPatch.context() as env:
-        env.setenv("LANGSMITH_TRACING", "true")
-        env.setenv("LANGSMITH_ENDPOINT", server.url)
-        env.setenv("LANGSMITH_API_KEY", "local-test-key")
-        env.setenv("LANGSMITH_PROJECT", "handoff-tests")
+        for name, value in tracing_env(server).items():
+            env.setenv(name, value)
         env.delenv("HANDOFF_TRACE_MASK", raising=False)
         env.delenv("HANDOFF_TRACE_HIDE_IO", raising=False)
         reset_langsmith_caches()
