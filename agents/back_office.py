@@ -1,17 +1,19 @@
 """A small fake back office for the customer-service agents.
 
 Accounts, service status, diagnostics and invoices are fixed in-repo data.
-Refunds and tickets are written to SQLite and keyed by an idempotency key, so
-a retried or resumed step never pays a refund twice.
+Refunds and tickets are ledger records (agents/ledger.py) in the
+conversation's own store, keyed by an idempotency key, so a retried or
+resumed step, a restarted service or a second worker never pays a refund twice.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-from pathlib import Path
+import math
 
+from langgraph.store.base import BaseStore
 from pydantic import BaseModel, ConfigDict
+
+from agents.ledger import LedgerHome, LedgerRecord, ShareRefused
 
 
 class Account(BaseModel):
@@ -77,20 +79,32 @@ class BackOfficeError(ValueError):
     """A request the back office refuses; the message says why."""
 
 
-class BackOffice:
-    """The fake systems. ``path`` is a SQLite file for refunds and tickets."""
+IDENTITY_VERIFIED = "identity_verified"
+"""The ledger fact (and case-file field) that an account's owner proved who they are."""
 
-    def __init__(self, path: str | Path = ":memory:") -> None:
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._lock = threading.Lock()
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS refunds (idempotency_key TEXT PRIMARY KEY, refund_id TEXT,"
-            " account_id TEXT, invoice_id TEXT, amount REAL)"
-        )
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS tickets (idempotency_key TEXT PRIMARY KEY, ticket_id TEXT,"
-            " account_id TEXT, subject TEXT)"
-        )
+
+MAX_AMOUNT = 1e12
+"""More than any invoice; amounts above it are refused as too much without being turned into cents."""
+
+
+def cents(amount: float) -> int:
+    return round(min(amount, MAX_AMOUNT) * 100)
+
+
+def money(units: int) -> str:
+    return f"{units / 100:.2f}"
+
+
+class BackOffice(LedgerHome):
+    """The fake systems.
+
+    Accounts, service status, diagnostics and invoices are fixed in-repo data.
+    Refunds and tickets, and which account owners were verified in which
+    conversation, go to the ledger (agents/ledger.py) in the store passed in:
+    the run's own (``ToolContext.store``), so they live where the conversations
+    live and hold across restarts and workers. ``store=None`` uses this
+    instance's process-local store (a graph compiled without one).
+    """
 
     def account(self, account_id: str) -> Account:
         try:
@@ -100,6 +114,22 @@ class BackOffice:
 
     def verify(self, account_id: str, postcode: str) -> bool:
         return self.account(account_id).postcode == postcode
+
+    def verify_owner(self, store: BaseStore | None, *, thread_id: str, account_id: str, postcode: str) -> bool:
+        """Check the postcode and record the outcome for this conversation: a match establishes that
+        the owner of ``account_id`` was verified in ``thread_id``; a mismatch withdraws it."""
+        ok = self.verify(account_id, postcode)
+        ledger = self.ledger(store)
+        if ok:
+            ledger.establish(thread_id, IDENTITY_VERIFIED, account_id,
+                             holds_when={IDENTITY_VERIFIED: True, "account_id": account_id})
+        else:
+            ledger.revoke(thread_id, IDENTITY_VERIFIED, account_id)
+        return ok
+
+    def owner_verified(self, store: BaseStore | None, *, thread_id: str, account_id: str) -> bool:
+        """Whether the owner of ``account_id`` was verified in conversation ``thread_id``."""
+        return self.ledger(store).fact(thread_id, IDENTITY_VERIFIED, account_id) is not None
 
     def service_status(self, region: str) -> str:
         return REGION_STATUS.get(region, "unknown region")
@@ -114,48 +144,73 @@ class BackOffice:
         self.account(account_id)
         return [i for i in INVOICES.values() if i.account_id == account_id]
 
-    def refund(self, *, idempotency_key: str, account_id: str, invoice_id: str,
-               amount: float | None = None) -> tuple[Refund, bool]:
-        """Pay a refund once per key. Returns the refund and whether it is new."""
-        invoice = INVOICES.get(invoice_id)
-        if invoice is None or invoice.account_id != account_id:
+    def invoice(self, invoice_id: str) -> Invoice:
+        try:
+            return INVOICES[invoice_id]
+        except KeyError:
+            raise BackOfficeError(f"no invoice {invoice_id!r}") from None
+
+    def refund(
+        self, store: BaseStore | None, *, thread_id: str, idempotency_key: str, account_id: str,
+        invoice_id: str, amount: float | None = None,
+    ) -> tuple[Refund, bool]:
+        """Pay a refund once per key. Returns the refund and whether it is new.
+
+        Only for an invoice of ``account_id`` whose owner was verified in
+        conversation ``thread_id`` (the ledger's record, not the case file);
+        only a finite, positive amount, at most what the invoice has left
+        after every other refund of it, in any conversation. No amount means
+        all that is left.
+        """
+        invoice = self.invoice(invoice_id)
+        if invoice.account_id != account_id:
             raise BackOfficeError(f"invoice {invoice_id!r} is not on account {account_id!r}")
-        value = invoice.amount if amount is None else amount
-        if value <= 0 or value > invoice.amount:
-            raise BackOfficeError(f"refund {value} is outside 0..{invoice.amount} for {invoice_id}")
-        with self._lock:
-            row = self._db.execute(
-                "SELECT refund_id, account_id, invoice_id, amount FROM refunds"
-                " WHERE idempotency_key = ?", (idempotency_key,)
-            ).fetchone()
-            if row:
-                return Refund(refund_id=row[0], idempotency_key=idempotency_key,
-                              account_id=row[1], invoice_id=row[2], amount=row[3]), False
-            count = self._db.execute("SELECT COUNT(*) FROM refunds").fetchone()[0]
-            refund = Refund(refund_id=f"RF-{3001 + count}", idempotency_key=idempotency_key,
-                            account_id=account_id, invoice_id=invoice_id, amount=value)
-            self._db.execute(
-                "INSERT INTO refunds VALUES (?, ?, ?, ?, ?)",
-                (idempotency_key, refund.refund_id, account_id, invoice_id, value),
-            )
-            return refund, True
+        if not self.owner_verified(store, thread_id=thread_id, account_id=invoice.account_id):
+            raise BackOfficeError(f"the owner of {invoice.account_id} has not been verified in this conversation")
+        limit = cents(invoice.amount)
+        if amount is not None and not (math.isfinite(amount) and cents(amount) > 0):
+            raise BackOfficeError(
+                f"refund amount {amount} is not a positive amount of money; {invoice_id} can be refunded "
+                f"at most {money(limit - self._refunded(store, invoice_id))}")
+        try:
+            record, new = self.ledger(store).claim_share(
+                "refund", idempotency_key, group=invoice_id, units=None if amount is None else cents(amount),
+                limit=limit, prefix="RF", first=3001,
+                data=lambda units: {"account_id": account_id, "invoice_id": invoice_id,
+                                    "amount": units / 100, "thread_id": thread_id})
+        except ShareRefused as refused:
+            raise BackOfficeError(self._refusal(invoice, amount, refused)) from None
+        return _refund(record), new
 
-    def refunds(self) -> list[Refund]:
-        rows = self._db.execute(
-            "SELECT idempotency_key, refund_id, account_id, invoice_id, amount FROM refunds"
-        ).fetchall()
-        return [Refund(idempotency_key=r[0], refund_id=r[1], account_id=r[2], invoice_id=r[3],
-                       amount=r[4]) for r in rows]
+    def _refunded(self, store: BaseStore | None, invoice_id: str) -> int:
+        return sum(r.units or 0 for r in self.ledger(store).records("refund", group=invoice_id))
 
-    def open_ticket(self, *, idempotency_key: str, account_id: str, subject: str) -> str:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT ticket_id FROM tickets WHERE idempotency_key = ?", (idempotency_key,)
-            ).fetchone()
-            if row:
-                return row[0]
-            count = self._db.execute("SELECT COUNT(*) FROM tickets").fetchone()[0]
-            ticket_id = f"TKT-{5001 + count}"
-            self._db.execute("INSERT INTO tickets VALUES (?, ?, ?, ?)",
-                             (idempotency_key, ticket_id, account_id, subject))
-            return ticket_id
+    @staticmethod
+    def _refusal(invoice: Invoice, amount: float | None, refused: ShareRefused) -> str:
+        total = money(cents(invoice.amount))
+        if refused.contended:
+            return (f"other refunds of {invoice.invoice_id} are being paid at this moment and leave at most "
+                    f"{money(refused.left)} of {total}; ask again in a moment")
+        if refused.left <= 0:
+            return f"{invoice.invoice_id} has already been refunded in full ({total}); nothing is left to refund"
+        return (f"refund amount {amount} is more than {invoice.invoice_id} has left to refund: "
+                f"at most {money(refused.left)} of {total}")
+
+    def refunds(self, store: BaseStore | None, invoice_id: str | None = None) -> list[Refund]:
+        """Every refund paid (of one invoice, if given), in any conversation."""
+        return [_refund(r) for r in self.ledger(store).records("refund", group=invoice_id)]
+
+    def open_ticket(self, store: BaseStore | None, *, idempotency_key: str, account_id: str, subject: str) -> str:
+        """Open an engineering ticket once per key; returns its id."""
+        record, _ = self.ledger(store).record_once(
+            "ticket", idempotency_key, {"account_id": account_id, "subject": subject}, prefix="TKT", first=5001)
+        return record.record_id
+
+    def tickets(self, store: BaseStore | None) -> list[LedgerRecord]:
+        """Every ticket opened, in any conversation."""
+        return self.ledger(store).records("ticket")
+
+
+def _refund(record: LedgerRecord) -> Refund:
+    return Refund(refund_id=record.record_id, idempotency_key=record.key, account_id=record.data["account_id"],
+                  invoice_id=record.data["invoice_id"], amount=record.data["amount"])

@@ -10,7 +10,7 @@ its way past it.
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from langchain_core.tools import BaseTool, InjectedToolArg, tool
 from pydantic import Field
@@ -24,6 +24,7 @@ from agents.content_creation_data import (
     topic_in,
     word_count,
 )
+from agents.ledger import LedgerHome
 from agents.spec import AgentSpec, ContextPolicy, HandoffPayload, InitContext
 from agents.tooling import ToolContext
 from agents.triggers import KeywordTrigger, TriggerContext
@@ -50,7 +51,15 @@ class ContentCaseFile(CaseFile):
     word_count: int | None = Field(default=None, ge=0)
     revision_notes: str | None = None
     revision_rounds: int = Field(default=0, ge=0)
+    approved: bool | None = Field(default=None, description="The editor approved the draft on file.")
     publication_id: str | None = Field(default=None, pattern=r"^PUB-\d+$")
+
+    bound_facts: ClassVar[dict[str, str | tuple[str, ...]]] = {"approved": ("draft_version", "draft")}
+    """An approval is of one draft: a new version or a changed text needs approving again."""
+
+
+def _digest(draft: str) -> str:
+    return hashlib.sha256(draft.encode()).hexdigest()
 
 
 class WriterHandoff(HandoffPayload):
@@ -90,7 +99,7 @@ def researcher_tools() -> tuple[BaseTool, ...]:
     return (find_sources, read_source)
 
 
-def writer_tools() -> tuple[BaseTool, ...]:
+def writer_tools(home: LedgerHome) -> tuple[BaseTool, ...]:
     @tool(response_format="content_and_artifact")
     def write_draft(topic: str, ctx: Annotated[ToolContext, InjectedToolArg]) -> tuple[str, dict[str, Any]]:
         """Write the draft from the sources on file, or revise it by the editor's notes.
@@ -104,6 +113,9 @@ def writer_tools() -> tuple[BaseTool, ...]:
         draft = compose_draft(str(case.get("topic") or topic), source_ids, notes)
         version = int(case.get("draft_version") or 0) + 1
         words = word_count(draft.partition("\n\n")[2])
+        # What the editor may approve: drafts written in this conversation, by version and text.
+        home.ledger(ctx.store).establish(ctx.thread_id, "draft", str(version), holds_when={"draft_version": version},
+                                         data={"digest": _digest(draft)})
         return (f"draft v{version} ({words} words):\n{draft}",
                 {"draft": draft, "draft_version": version, "word_count": words, "stage": "drafting"})
 
@@ -119,7 +131,7 @@ def writer_tools() -> tuple[BaseTool, ...]:
     return (write_draft, outline)
 
 
-def editor_tools() -> tuple[BaseTool, ...]:
+def editor_tools(home: LedgerHome) -> tuple[BaseTool, ...]:
     @tool(response_format="content_and_artifact")
     def check_draft(ctx: Annotated[ToolContext, InjectedToolArg]) -> tuple[str, dict[str, Any]]:
         """Check the current draft against the house style guide. Use when: review, check, proofread"""
@@ -139,13 +151,21 @@ def editor_tools() -> tuple[BaseTool, ...]:
         draft = ctx.case_file.get("draft")
         if not draft:
             return "refused: there is no draft on file", {}
+        version = ctx.case_file.get("draft_version")
+        ledger = home.ledger(ctx.store)
+        written = ledger.fact(ctx.thread_id, "draft", str(version))
+        if written is None or written.data.get("digest") != _digest(str(draft)):
+            return f"refused: draft v{version} on file is not a draft written in this conversation", {}
         issues = review_draft(str(draft))
         if issues:
             return f"refused: the draft still needs changes: {'; '.join(issues)}", {}
-        digest = hashlib.sha1(ctx.key("publish", ctx.case_file.get("draft_version")).encode()).hexdigest()
-        publication = f"PUB-{int(digest, 16) % 9000 + 1000}"
-        return (f"draft v{ctx.case_file.get('draft_version')} approved as {publication}",
-                {"stage": "approved", "publication_id": publication})
+        record, new = ledger.record_once(
+            "publication", ctx.key("publish", version),
+            {"draft_version": version, "digest": written.data["digest"], "thread_id": ctx.thread_id},
+            prefix="PUB", first=1001)
+        verb = "approved as" if new else "was already approved as"
+        return (f"draft v{version} {verb} {record.record_id}",
+                {"stage": "approved", "approved": True, "publication_id": record.record_id})
 
     return (check_draft, approve_draft)
 
@@ -236,8 +256,13 @@ def _brief_payload(ctx: TriggerContext) -> dict[str, Any]:
     return {"topic": topic, "summary": f"Research on {topic}: sources {sources}"}
 
 
-def content_creation_agents() -> list[AgentSpec]:
-    """The researcher, the writer and the editor."""
+def content_creation_agents(home: LedgerHome | None = None) -> list[AgentSpec]:
+    """The researcher, the writer and the editor.
+
+    Args:
+        home: Where drafts and publications are recorded when the graph has no store; a new one by default.
+    """
+    home = home or LedgerHome()
     return [
         AgentSpec(
             name=RESEARCHER,
@@ -266,7 +291,7 @@ def content_creation_agents() -> list[AgentSpec]:
                 "On a revision, apply every revision note. Hand finished drafts to the editor."
             ),
             topics=("write", "writer", "draft", "revise", "revision", "rewrite", "fix"),
-            tools=writer_tools(),
+            tools=writer_tools(home),
             handoffs=(EDITOR, RESEARCHER),
             payload_schema=WriterHandoff,
             on_enter=_load_brief,
@@ -282,7 +307,7 @@ def content_creation_agents() -> list[AgentSpec]:
                 f"{MAX_REVISION_ROUNDS} rounds) or approve it."
             ),
             topics=("editor", "review", "proofread", "approve", "publish", "style"),
-            tools=editor_tools(),
+            tools=editor_tools(home),
             handoffs=(WRITER,),
             payload_schema=EditorHandoff,
             on_enter=_load_draft,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from langchain_core.tools import BaseTool, InjectedToolArg, tool
 from pydantic import Field
@@ -34,6 +34,9 @@ class SupportCaseFile(CaseFile):
     refund_ids: list[str] = Field(default_factory=list)
     ticket_id: str | None = None
     sentiment: Literal["calm", "frustrated", "angry"] | None = None
+
+    bound_facts: ClassVar[dict[str, str | tuple[str, ...]]] = {"identity_verified": "account_id"}
+    """A verification is of one account's owner: another account on file resets it."""
 
 
 class TechnicalHandoff(HandoffPayload):
@@ -69,13 +72,16 @@ def general_tools(office: BackOffice) -> tuple[BaseTool, ...]:
     def verify_identity(
         account_id: Annotated[str, Field(pattern=r"^ACC-\d+$")],
         postcode: Annotated[str, Field(pattern=r"^\d{5}$")],
+        ctx: Annotated[ToolContext, InjectedToolArg],
     ) -> tuple[str, dict[str, Any]]:
         """Verify the caller owns the account by its postcode. Use when: postcode, verify"""
         try:
-            ok = office.verify(account_id, postcode)
+            ok = office.verify_owner(ctx.store, thread_id=ctx.thread_id, account_id=account_id, postcode=postcode)
         except BackOfficeError as exc:
             return f"error: {exc}", {}
-        return ("identity verified" if ok else "postcode does not match"), {"identity_verified": ok}
+        # The fact travels with its subject: verified for this account, not for whatever is on file.
+        return (("identity verified" if ok else "postcode does not match"),
+                {"account_id": account_id, "identity_verified": ok})
 
     return (lookup_account, verify_identity)
 
@@ -100,7 +106,7 @@ def technical_tools(office: BackOffice) -> tuple[BaseTool, ...]:
         ctx: Annotated[ToolContext, InjectedToolArg],
     ) -> tuple[str, dict[str, Any]]:
         """Open an engineering ticket for a fault. Use when: ticket, engineer, technician"""
-        ticket = office.open_ticket(idempotency_key=ctx.key("ticket", account_id),
+        ticket = office.open_ticket(ctx.store, idempotency_key=ctx.key("ticket", account_id),
                                     account_id=account_id, subject=subject[:120])
         return f"ticket {ticket} opened", {"ticket_id": ticket}
 
@@ -127,14 +133,17 @@ def billing_tools(office: BackOffice) -> tuple[BaseTool, ...]:
         ctx: Annotated[ToolContext, InjectedToolArg],
         amount: float | None = None,
     ) -> tuple[str, dict[str, Any]]:
-        """Refund an invoice (whole amount unless given). Needs a verified identity. Use when: refund, money back"""
+        """Refund an invoice (what is left of it unless an amount is given). Needs a verified identity.
+        Use when: refund, money back"""
         case = ctx.case_file
-        if not case.get("identity_verified"):
+        if not case.get("identity_verified") or not case.get("account_id"):
             return "refused: the customer's identity is not verified", {}
-        account_id = case.get("account_id")
+        # The case file only says who the conversation is about; the back office checks its own
+        # record that this invoice's owner was verified in this very conversation.
         try:
-            refund, new = office.refund(idempotency_key=ctx.key("refund", invoice_id),
-                                        account_id=str(account_id), invoice_id=invoice_id,
+            refund, new = office.refund(ctx.store, thread_id=ctx.thread_id,
+                                        idempotency_key=ctx.key("refund", invoice_id),
+                                        account_id=str(case["account_id"]), invoice_id=invoice_id,
                                         amount=amount)
         except BackOfficeError as exc:
             return f"refused: {exc}", {}
@@ -182,8 +191,20 @@ def _needs_account(case_file: dict[str, Any], payload: HandoffPayload) -> str | 
 
 
 def _refund_needs_identity(case_file: dict[str, Any], payload: HandoffPayload) -> str | None:
-    if getattr(payload, "wants_refund", False) and not case_file.get("identity_verified"):
+    """A refund handoff needs the owner of the payload's account verified.
+
+    The same binding as ``SupportCaseFile.bound_facts``: a payload that names
+    another account than the one verified would reset the verification, so it
+    is refused here rather than accepted with a refund that cannot be paid.
+    """
+    if not getattr(payload, "wants_refund", False):
+        return None
+    if not case_file.get("identity_verified"):
         return "a refund needs a verified identity; verify the customer first"
+    account_id = getattr(payload, "account_id", None)
+    if account_id and account_id != case_file.get("account_id"):
+        return (f"a refund needs a verified identity: {account_id} is not the account verified in this "
+                f"conversation ({case_file.get('account_id')}); verify its owner first")
     return None
 
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from langchain_core.tools import BaseTool, InjectedToolArg, tool
 from pydantic import Field, model_validator
 
+from agents.ledger import LedgerHome
 from agents.problem_solving_data import (
     CAUSES,
     ENVIRONMENT,
@@ -26,6 +27,11 @@ from agents.spec import AgentSpec, HandoffPayload, InitContext
 from agents.tooling import ToolContext
 from agents.triggers import KeywordTrigger, TriggerContext
 from state import CaseFile, InitResult
+
+CHANGE_IDS = {plan_id: f"CHG-5{plan_id[-2:]}" for plan_id in PLANS}
+"""One production change per plan, so a change id is derived from its plan."""
+if len(set(CHANGE_IDS.values())) != len(CHANGE_IDS):
+    raise ValueError("two plans of the catalogue would share a change id; give CHANGE_IDS another scheme")
 
 ANALYST = "analyst"
 DESIGNER = "solution_designer"
@@ -125,9 +131,11 @@ def designer_tools() -> tuple[BaseTool, ...]:
     return (propose_plan, list_options)
 
 
-def implementer_tools() -> tuple[BaseTool, ...]:
+def implementer_tools(home: LedgerHome) -> tuple[BaseTool, ...]:
     @tool(response_format="content_and_artifact")
-    def apply_change(plan_id: Annotated[str, Field(pattern=PLAN_ID)]) -> tuple[str, dict[str, Any]]:
+    def apply_change(
+        plan_id: Annotated[str, Field(pattern=PLAN_ID)], ctx: Annotated[ToolContext, InjectedToolArg]
+    ) -> tuple[str, dict[str, Any]]:
         """Carry out a plan in production if nothing blocks it. Use when: implement, deploy, apply, go ahead"""
         plan = PLANS.get(plan_id)
         if plan is None:
@@ -135,9 +143,14 @@ def implementer_tools() -> tuple[BaseTool, ...]:
         blocked = blockers(plan)
         if blocked:
             return f"cannot apply {plan_id}: {'; '.join(blocked)}", {"feasibility": "infeasible"}
-        change = f"CHG-5{plan_id[-2:]}"  # one change per plan: a retried step applies nothing twice
-        return (f"{change} applied: {plan.title} ({'; '.join(plan.steps)})",
-                {"change_id": change, "feasibility": "feasible"})
+        # Production is one for every conversation: a plan is applied once, whoever asks again
+        # (a retried step, a second worker, another conversation) is told it already was.
+        record, new = home.ledger(ctx.store).record_once(
+            "change", f"change:{plan_id}", {"plan_id": plan_id, "title": plan.title, "thread_id": ctx.thread_id},
+            record_id=CHANGE_IDS[plan_id])
+        verb = "applied" if new else "was already applied"
+        return (f"{record.record_id} {verb}: {plan.title} ({'; '.join(plan.steps)})",
+                {"change_id": record.record_id, "feasibility": "feasible"})
 
     @tool
     def check_constraints() -> str:
@@ -207,8 +220,13 @@ def _design_payload(ctx: TriggerContext) -> dict[str, Any]:
     return {"root_cause": cause, "summary": f"Root cause: {cause}"} if cause else {}
 
 
-def problem_solving_agents() -> list[AgentSpec]:
-    """The analyst, the solution designer and the implementer."""
+def problem_solving_agents(home: LedgerHome | None = None) -> list[AgentSpec]:
+    """The analyst, the solution designer and the implementer.
+
+    Args:
+        home: Where changes are recorded when the graph has no store; a new one by default.
+    """
+    home = home or LedgerHome()
     design_words = ("design", "solution", "fix", "plan", "alternative", "options")
     return [
         AgentSpec(
@@ -252,7 +270,7 @@ def problem_solving_agents() -> list[AgentSpec]:
                 "designer with infeasible_plan_id and infeasible_reason; never improvise a new plan."
             ),
             topics=("implement", "deploy", "apply", "rollout", "go ahead"),
-            tools=implementer_tools(),
+            tools=implementer_tools(home),
             handoffs=(DESIGNER,),
             payload_schema=ImplementationHandoff,
             on_enter=_check_feasibility,

@@ -7,11 +7,12 @@ the specialist's precondition keeps it that way whatever anyone asks for.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from langchain_core.tools import BaseTool, InjectedToolArg, tool
 from pydantic import Field
 
+from agents.ledger import LedgerHome
 from agents.sales_data import (
     PLANS,
     Lead,
@@ -53,7 +54,12 @@ class SalesCaseFile(CaseFile):
     quote_id: str | None = Field(default=None, pattern=QUOTE_ID)
     quoted_plan: PlanName | None = None
     quote_total: float | None = Field(default=None, ge=0)
+    quote_current: bool | None = Field(
+        default=None, description="The latest quote still fits the seats and plan on file.")
     order_id: str | None = Field(default=None, pattern=r"^ORD-\d+$")
+
+    bound_facts: ClassVar[dict[str, str | tuple[str, ...]]] = {"quote_current": ("seats", "recommended_plan")}
+    """A quote is for the seats and plan on file when it was made: other seats or another plan make it stale."""
 
 
 class SpecialistHandoff(HandoffPayload):
@@ -140,7 +146,7 @@ def specialist_tools() -> tuple[BaseTool, ...]:
     return (answer_product_question, recommend_plan)
 
 
-def closer_tools() -> tuple[BaseTool, ...]:
+def closer_tools(home: LedgerHome) -> tuple[BaseTool, ...]:
     @tool(response_format="content_and_artifact")
     def create_quote(plan: str, seats: int, ctx: Annotated[ToolContext, InjectedToolArg]) -> tuple[str, dict[str, Any]]:
         """Prepare a quote for a plan and seat count, with the volume discount. Use when: quote, pricing, price, cost"""
@@ -148,13 +154,22 @@ def closer_tools() -> tuple[BaseTool, ...]:
         name = plan if plan in PLANS else plan_in(plan) or case.get("recommended_plan")
         if name not in PLANS:
             return f"refused: name a plan ({', '.join(PLANS)})", {}
+        if seats < 1:
+            return f"refused: a quote needs at least one seat, not {seats}", {}
         listed, net = annual_price(str(name), seats)
-        quote = f"QUO-{801 + len(case.get('quote_ids') or [])}"
+        ledger = home.ledger(ctx.store)
+        # The n-th quote of this conversation: a retried step asks for the same one again.
+        key = ctx.key("quote", len(case.get("quote_ids") or []) + 1)
+        record, _ = ledger.record_once("quote", key, {"plan": name, "seats": seats, "list": listed, "total": net,
+                                                      "thread_id": ctx.thread_id}, prefix="QUO", first=801)
+        quote, deal = record.record_id, record.data
+        ledger.establish(ctx.thread_id, "quote", quote, holds_when={"quote_ids": quote}, data=deal)
         budget = case.get("budget_per_year")
-        over = f"; that is above the stated budget of {budget:,.0f}" if budget and net > budget else ""
-        return (f"{quote}: {name} for {seats} seats, {listed:,.0f}/year list, "
-                f"{volume_discount(seats):.0%} volume discount, {net:,.2f}/year{over}",
-                {"quote_ids": [quote], "quote_id": quote, "quoted_plan": name, "quote_total": net})
+        over = f"; that is above the stated budget of {budget:,.0f}" if budget and deal["total"] > budget else ""
+        return (f"{quote}: {deal['plan']} for {deal['seats']} seats, {deal['list']:,.0f}/year list, "
+                f"{volume_discount(deal['seats']):.0%} volume discount, {deal['total']:,.2f}/year{over}",
+                {"quote_ids": [quote], "quote_id": quote, "quoted_plan": deal["plan"], "quote_total": deal["total"],
+                 "quote_current": True})
 
     @tool(response_format="content_and_artifact")
     def send_order_form(ctx: Annotated[ToolContext, InjectedToolArg]) -> tuple[str, dict[str, Any]]:
@@ -163,9 +178,21 @@ def closer_tools() -> tuple[BaseTool, ...]:
         quote = case.get("quote_id")
         if not quote:
             return "refused: there is no quote to order yet", {}
-        order = f"ORD-9{str(quote)[-2:]}"
-        return (f"order form {order} for {quote} ({case.get('quoted_plan')}, {case.get('quote_total'):,.2f}/year) "
-                f"sent to {case.get('contact_name') or 'the contact'}", {"order_id": order})
+        if not case.get("quote_current"):
+            return f"refused: {quote} no longer fits the seats or plan on file; prepare a new quote first", {}
+        ledger = home.ledger(ctx.store)
+        # The order is for the quote as recorded in this conversation, never for case-file figures.
+        prepared = ledger.fact(ctx.thread_id, "quote", str(quote))
+        if prepared is None:
+            return f"refused: {quote} was not prepared in this conversation", {}
+        deal = prepared.data
+        order_id = "ORD-" + str(quote).removeprefix("QUO-")  # one order per quote, and quote ids are unique
+        record, new = ledger.record_once("order", f"order:{quote}", {"quote_id": quote, **deal},
+                                         record_id=order_id)
+        verb = "sent" if new else "was already sent"
+        return (f"order form {record.record_id} for {quote} ({deal['plan']}, {deal['seats']} seats, "
+                f"{deal['total']:,.2f}/year) {verb} to {case.get('contact_name') or 'the contact'}",
+                {"order_id": record.record_id})
 
     return (create_quote, send_order_form)
 
@@ -215,8 +242,13 @@ def _profile_payload(ctx: TriggerContext) -> dict[str, Any]:
                        f"{case.get('contact_name')} ({case.get('contact_role')}) decides, {case.get('timeline')}"}
 
 
-def sales_agents() -> list[AgentSpec]:
-    """The lead qualifier, the product specialist and the closer."""
+def sales_agents(home: LedgerHome | None = None) -> list[AgentSpec]:
+    """The lead qualifier, the product specialist and the closer.
+
+    Args:
+        home: Where quotes and orders are recorded when the graph has no store; a new one by default.
+    """
+    home = home or LedgerHome()
     return [
         AgentSpec(
             name=QUALIFIER,
@@ -262,7 +294,7 @@ def sales_agents() -> list[AgentSpec]:
                 "form when the customer agrees, and bring the product specialist back for product questions."
             ),
             topics=("quote", "pricing", "price", "discount", "order", "contract", "deal"),
-            tools=closer_tools(),
+            tools=closer_tools(home),
             handoffs=(SPECIALIST,),
             payload_schema=ClosingHandoff,
             on_enter=_prepare_deal,

@@ -11,7 +11,6 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from agents.back_office import BackOffice
 from agents.models import ModelConfigError, load_settings, make_chat_model
 from graphs.persistence import PersistenceError, open_persistence
 from graphs.registry import UnknownGraphError, get_graph
@@ -38,11 +37,10 @@ def open_session(graph_name: str, thread: str | None, db: str | None) -> Iterato
     settings = StorageSettings()
     entry = get_graph(graph_name)
     model = make_chat_model(load_settings())
-    url = db or settings.db_url
-    # An in-memory conversation gets an in-memory back office, so nothing outlives it.
-    office = BackOffice(":memory:" if url == "memory" else settings.back_office_path)
-    with open_persistence(url) as persistence:
-        graph = entry.build(model=model, office=office).compile(
+    # The back office records refunds and tickets in the conversation's own store, so an
+    # in-memory conversation's side effects vanish with it and a file's outlive the process.
+    with open_persistence(db or settings.db_url) as persistence:
+        graph = entry.build(model=model).compile(
             checkpointer=persistence.checkpointer, store=persistence.store
         )
         yield HandoffSession(graph, thread)

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,7 +12,6 @@ from langgraph.graph.state import CompiledStateGraph
 from rich.markup import escape
 from rich.table import Table
 
-from agents.back_office import BackOffice
 from agents.models import load_settings, make_chat_model
 from agents.offline import OfflineChatModel
 from cli.app import CliError, DbOpt, app, cli_errors, err, out, show_event, show_reply
@@ -49,20 +44,9 @@ def graph_of_thread(persistence: Persistence, thread: str, override: str | None)
     return str(get_graph(name).name)
 
 
-@contextmanager
-def scratch_back_office() -> Iterator[BackOffice]:
-    """A copy of the CLI's back-office ledger, so a replay never pays a refund twice for real."""
-    ledger = StorageSettings().back_office_path
-    with tempfile.TemporaryDirectory(prefix="handoff-replay-") as folder:
-        copy = Path(folder) / "back_office.sqlite"
-        if ledger.exists():
-            shutil.copyfile(ledger, copy)
-        yield BackOffice(copy)
-
-
-def compile_graph(name: str, persistence: Persistence, *, model: Any, office: BackOffice) -> CompiledStateGraph:
+def compile_graph(name: str, persistence: Persistence, *, model: Any) -> CompiledStateGraph:
     """The named graph on the CLI's checkpointer and store."""
-    return get_graph(name).build(model=model, office=office).compile(
+    return get_graph(name).build(model=model).compile(
         checkpointer=persistence.checkpointer, store=persistence.store)
 
 
@@ -71,7 +55,7 @@ def history_cmd(thread: ThreadArg, graph: GraphOpt = None, as_json: JsonOpt = Fa
     """List a thread's checkpoints with the active agent and the last handoff at each."""
     with cli_errors(), open_persistence(db or StorageSettings().db_url) as persistence:
         name = graph_of_thread(persistence, thread, graph)
-        compiled = compile_graph(name, persistence, model=OfflineChatModel(), office=BackOffice(":memory:"))
+        compiled = compile_graph(name, persistence, model=OfflineChatModel())
         checkpoints = history(compiled, thread)
     if as_json:
         _print_json([c.model_dump(mode="json") | {"before_handoff": c.before_handoff} for c in checkpoints])
@@ -106,13 +90,13 @@ def replay_cmd(
     """Re-run from a checkpoint on a new thread (a fork); the original thread is left unchanged.
 
     The graph is rebuilt with the current model settings, so a changed model or rule applies to
-    the fork. Tools run against a scratch copy of the back office.
+    the fork. Tools run against a scratch copy of the back office's ledger (graphs/replay.py).
     """
     with cli_errors():
         try:
-            with open_persistence(db or StorageSettings().db_url) as persistence, scratch_back_office() as office:
+            with open_persistence(db or StorageSettings().db_url) as persistence:
                 name = graph_of_thread(persistence, thread, graph)
-                compiled = compile_graph(name, persistence, model=make_chat_model(load_settings()), office=office)
+                compiled = compile_graph(name, persistence, model=make_chat_model(load_settings()))
                 result = replay(compiled, thread, checkpoint, message=message, new_thread_id=fork_id,
                                 on_event=None if as_json else show_event)
         except ReplayError as exc:

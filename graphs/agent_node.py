@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -252,8 +253,12 @@ STORABLE_INTS = range(-(2**63), 2**64)
 
 
 def _storable(value: Any) -> Any:
-    """``value`` with integers too wide for a checkpoint written as text (the gate then judges them)."""
+    """``value`` with what a checkpoint or a JSON store cannot hold written as text: integers too wide
+    for msgpack, and NaN and infinities, which PostgreSQL's JSON refuses (the gate and the tools then
+    judge the text)."""
     if isinstance(value, int) and not isinstance(value, bool) and value not in STORABLE_INTS:
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, dict):
         return {k: _storable(v) for k, v in value.items()}

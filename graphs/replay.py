@@ -12,8 +12,10 @@ overwrite the journal positions after the checkpoint, which the original's
 later checkpoints still point at.
 
 Replay runs the graph you pass in, so a changed rule, policy or model takes
-effect on the fork. Tools run again too: give the graph a scratch back office
-if the original one must not see a second refund.
+effect on the fork. Tools run again too, on a scratch ledger
+(agents/ledger_scratch.py): the fork sees the refunds, quotes and changes that
+really exist, and inherits the facts (a verified owner, a prepared quote) its
+checkpoint's case file shows, but nothing it records reaches the real ledger.
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents.ledger import Ledger
+from agents.ledger_scratch import ScratchLedgerStore
 from graphs.gate import GATE
 from graphs.journal import Journal
 from graphs.session import HandoffSession, TurnResult
 from graphs.telemetry import TraceOptions
-from state import HandoffEvent
+from state import HandoffEvent, records_of, request_of
 
 
 class ReplayError(ValueError):
@@ -77,8 +81,8 @@ def history(graph: CompiledStateGraph, thread_id: str) -> list[CheckpointInfo]:
     infos = []
     for snapshot in reversed(snapshots):
         values = snapshot.values or {}
-        pending = values.get("pending_handoff")
-        last = (values.get("handoffs") or [None])[-1]
+        pending = request_of(values)
+        last = (records_of(values) or [None])[-1]
         parent = (snapshot.parent_config or {}).get("configurable", {})
         metadata = snapshot.metadata or {}
         infos.append(CheckpointInfo(
@@ -101,6 +105,9 @@ def fork(
     graph: CompiledStateGraph, thread_id: str, checkpoint_id: str, *, new_thread_id: str | None = None
 ) -> str:
     """Copy one checkpoint and its journal prefix into a new thread; return the new thread id.
+
+    No ledger fact is copied: continued on its own, the fork must verify the
+    customer again (``replay`` gives it scratch copies of the facts its checkpoint shows).
 
     Args:
         graph: The compiled graph whose checkpointer and store hold the thread.
@@ -151,7 +158,7 @@ def replay(
 
     A checkpoint in the middle of a turn (e.g. just before the gate) is
     resumed as it stands; a checkpoint that ends a turn needs the next user
-    ``message``.
+    ``message``. The fork's tools record into a scratch ledger (see the module doc).
 
     Args:
         graph: The graph to run; it may differ from the original (rules, policy, model).
@@ -174,7 +181,9 @@ def replay(
     if not snapshot.next and not message:
         raise ReplayError(f"checkpoint {checkpoint_id} ends a turn; give the next user message to replay from it")
     fork_id = fork(graph, thread_id, checkpoint_id, new_thread_id=new_thread_id)
-    session = HandoffSession(graph, fork_id, trace=trace)
+    scratch = ScratchLedgerStore(graph.store)
+    Ledger(scratch).inherit_facts(thread_id, fork_id, (snapshot.values or {}).get("case_file") or {})
+    session = HandoffSession(graph.copy(update={"store": scratch}), fork_id, trace=trace)
     turn = session.send(message, on_event) if message else session.resume(on_event)
     return ReplayResult(source_thread=thread_id, checkpoint_id=checkpoint_id, thread_id=fork_id, turn=turn)
 

@@ -21,8 +21,3 @@ class StorageSettings(BaseSettings):
     @property
     def db_url(self) -> str:
         return self.db or f"sqlite:///{self.data_dir / 'handoff.sqlite'}"
-
-    @property
-    def back_office_path(self) -> Path:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        return self.data_dir / "back_office.sqlite"

@@ -15,6 +15,7 @@ lock, so two workers starting at once do not race on ``CREATE TABLE``.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -135,7 +136,7 @@ async def _postgres(url: str) -> AsyncIterator[Persistence]:
         saver = AsyncPostgresSaver(pool, serde=serializer())
         store = AsyncPostgresStore(pool)
         async with pool.connection() as conn:
-            await conn.execute("SELECT pg_advisory_lock(%s)", (SETUP_LOCK,))
+            await _setup_lock(conn)
             try:
                 await saver.setup()
                 await store.setup()
@@ -144,3 +145,23 @@ async def _postgres(url: str) -> AsyncIterator[Persistence]:
         yield Persistence(saver, store, url)
     finally:
         await pool.close()
+
+
+SETUP_POLL_S = 0.05
+"""How often a worker asks again for the set-up lock another worker holds."""
+
+
+async def _setup_lock(conn: Any) -> None:
+    """Take the set-up lock by polling, never by waiting inside a statement.
+
+    A blocking ``pg_advisory_lock`` is a statement still running in the waiting worker, and the
+    holder's ``CREATE INDEX CONCURRENTLY`` waits for every running statement to finish: two workers
+    starting together on an empty database would wait for each other for ever.
+    """
+    while True:
+        cursor = await conn.execute("SELECT pg_try_advisory_lock(%s) AS taken", (SETUP_LOCK,))
+        row = await cursor.fetchone()
+        if row and row["taken"]:
+            return
+        await asyncio.sleep(SETUP_POLL_S)
+

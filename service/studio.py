@@ -1,7 +1,7 @@
 """Graph factories for ``langgraph dev`` and LangGraph Studio (see ``langgraph.json``).
 
 Each domain module's ``make_graph`` is synchronous and may do blocking I/O
-(the back office opens SQLite), and ``langgraph dev`` calls a factory on its
+(reading settings, building models), and ``langgraph dev`` calls a factory on its
 event loop for every run, where blocking calls are refused. So each factory
 here builds its graph once, in a worker thread, and hands the same compiled
 graph to every run; the server attaches its own checkpointer and store.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 
@@ -42,3 +43,28 @@ def openai_stub() -> Iterator[OpenAIStub]:
 def anyio_backend() -> str:
     """Async tests (``@pytest.mark.anyio``) run on asyncio, the loop the service runs on."""
     return "asyncio"
+
+
+class _SerdeWarnings(logging.Handler):
+    """Collects LangGraph's "unregistered type" and "Blocked deserialization" log records."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append(record.getMessage())
+
+
+@pytest.fixture(autouse=True)
+def _checkpoints_need_no_registered_types() -> Iterator[None]:
+    """No test's checkpoints hold a type LangGraph's serializer would warn about or block: the state
+    keeps plain data (state/handoff.py), so any checkpointer loads it in strict mode."""
+    handler = _SerdeWarnings()
+    serde_log = logging.getLogger("langgraph.checkpoint.serde.jsonplus")
+    serde_log.addHandler(handler)
+    try:
+        yield
+    finally:
+        serde_log.removeHandler(handler)
+    assert not handler.seen, f"checkpoint serializer complained: {handler.seen[:3]}"

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_phase(phase: str, tmp_path: Path, when: str) -> subprocess.CompletedProcess[str]:
     args = [sys.executable, "-m", "tests.support.crash_refund", phase,
-            f"sqlite:///{tmp_path / 'graph.sqlite'}", str(tmp_path / "office.sqlite"), "thread-1", when]
+            f"sqlite:///{tmp_path / 'graph.sqlite'}", "thread-1", when]
     return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 

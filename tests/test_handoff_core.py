@@ -121,4 +121,4 @@ def test_whole_customer_service_flow_follows_the_exact_path() -> None:
     assert [(r.source, r.target) for r in result.handoffs] == [(GENERAL, TECHNICAL), (TECHNICAL, BILLING)]
     assert result.case_file["identity_verified"] is True
     assert result.case_file["steps_tried"] == ["line diagnostics"]
-    assert [r.invoice_id for r in office.refunds()] == ["INV-2002"]
+    assert [r.invoice_id for r in office.refunds(session.graph.store)] == ["INV-2002"]

@@ -27,7 +27,7 @@ def test_prompt_injection_does_not_produce_a_refund_with_the_offline_model() -> 
     session = support_session(OfflineChatModel(), office=office)  # type: ignore[arg-type]
     session.send(INJECTION)
     session.send("ACC-1001 " + INJECTION)
-    assert office.refunds() == []
+    assert office.refunds(session.graph.store) == []
 
 
 def test_prompt_injection_cannot_reach_other_agents_tools_or_skip_the_identity_check() -> None:
@@ -44,7 +44,7 @@ def test_prompt_injection_cannot_reach_other_agents_tools_or_skip_the_identity_c
     session = support_session(model, office=office)
     session.send(INJECTION)
 
-    assert office.refunds() == []
+    assert office.refunds(session.graph.store) == []
     results = {m.tool_call_id: str(m.content)
                for m in session.graph.get_state(session.config).values["messages"]
                if isinstance(m, ToolMessage)}

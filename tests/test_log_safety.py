@@ -126,9 +126,15 @@ def test_bytes_inside_an_opaque_value_are_read_word_by_word(debug_logs: Records)
     assert leaked([line]) == [] and "[account]" in line
 
 
-def test_arguments_keep_their_shape_for_formatters_that_unpack_them(debug_logs: Records) -> None:
+def test_arguments_keep_their_shape_for_formatters_that_unpack_them(
+    debug_logs: Records, monkeypatch: pytest.MonkeyPatch
+) -> None:
     log_safety.protect(SENSITIVITY)
     access = logging.getLogger("uvicorn.access")
+    # A uvicorn started by an earlier test configures this logger not to propagate.
+    monkeypatch.setattr(access, "propagate", True)
+    monkeypatch.setattr(access, "disabled", False)
+    monkeypatch.setattr(access, "level", logging.NOTSET)
     access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", "/threads?email=dana@example.com", "1.1", 200)
     access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", "/ok", "1.1", 200)
 

@@ -17,6 +17,7 @@ from datetime import UTC
 from functools import cache
 from pathlib import Path
 from typing import Any, get_args
+from uuid import uuid4
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -565,3 +566,27 @@ def test_strategies_reach_every_outcome() -> None:
     collect()
     assert REJECTION_CODES - {"receiver_failed"} | {"accepted"} <= seen, seen
 
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), [1.0, {"x": float("nan")}]],
+                         ids=["nan", "inf", "-inf", "nested-nan"])
+def test_a_tool_call_with_a_non_finite_number_is_stored_on_postgresql(value: Any) -> None:
+    from graphs.persistence import open_persistence
+    from tests.test_persistence_factory import POSTGRES_URL
+
+    args = {"invoice_id": "INV-2002", "amount": value}
+    model = ScriptedChatModel(
+        scripts={GENERAL: [calls(tool_call("lookup_account", {"account_id": value}, "call_nan")),
+                           "Could you give me your account number?"]},
+        default="Happy to help.",
+    )
+    config = {"configurable": {"thread_id": f"non-finite-{uuid4().hex}"}}
+    with open_persistence(POSTGRES_URL) as p:
+        graph = build_customer_service_graph(model=model).compile(checkpointer=p.checkpointer, store=p.store)
+        graph.invoke({"messages": [HumanMessage(content=f"refund {args}")]}, config)
+        transcript = Journal(p.store, config["configurable"]["thread_id"]).messages(
+            graph.get_state(config).values["transcript_len"])
+    call = next(m for m in transcript if isinstance(m, AIMessage) and m.tool_calls)
+    assert isinstance(call.tool_calls[0]["args"]["account_id"], str | list)
+    assert "nan" in json.dumps(call.tool_calls[0]["args"]) or "inf" in json.dumps(call.tool_calls[0]["args"])
+    assert_tool_calls_answered(transcript)

@@ -162,6 +162,12 @@ def _json(runner: CliRunner, *args: str) -> Any:
     return json.loads(result.stdout)
 
 
+def cli_refunds() -> list[Any]:
+    """The refunds in the ledger of the CLI's own store (its SQLite file)."""
+    with open_persistence(StorageSettings().db_url) as opened:
+        return BackOffice().refunds(opened.store)
+
+
 def test_history_and_replay_commands_fork_without_touching_the_thread_or_the_ledger() -> None:
     runner = CliRunner()
     thread = None
@@ -169,7 +175,8 @@ def test_history_and_replay_commands_fork_without_touching_the_thread_or_the_led
         reply = _json(runner, "run", "customer-service", "-m", text, "--json", *(["--thread", thread] if thread else []))
         thread = reply["thread_id"]
     assert thread is not None
-    refunds = BackOffice(StorageSettings().back_office_path).refunds()
+    refunds = cli_refunds()
+    assert [r.invoice_id for r in refunds] == ["INV-2002"]
     before = _json(runner, "history", thread, "--json")
     checkpoint = [c for c in before if c["before_handoff"]][-1]["checkpoint_id"]
 
@@ -178,5 +185,5 @@ def test_history_and_replay_commands_fork_without_touching_the_thread_or_the_led
     assert fork["thread_id"] == "what-if" and fork["source_thread"] == thread
     assert fork["turn"]["active_agent"] == BILLING
     assert _json(runner, "history", thread, "--json") == before
-    assert BackOffice(StorageSettings().back_office_path).refunds() == refunds
+    assert cli_refunds() == refunds
     assert _json(runner, "history", "what-if", "--json")[0]["source"] == "fork"

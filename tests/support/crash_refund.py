@@ -1,9 +1,10 @@
 """A conversation that dies inside the billing receiver, and its resumption.
 
-Run as ``python -m tests.support.crash_refund PHASE DB OFFICE THREAD WHEN``:
+Run as ``python -m tests.support.crash_refund PHASE DB THREAD WHEN``:
 ``crash`` hands the conversation to billing and kills the process (``os._exit``)
-either before or after the refund is paid; ``resume`` opens the same files in
-a new process, continues the thread from its last checkpoint and prints JSON.
+either before or after the refund is paid; ``resume`` opens the same database
+(conversations and the back office's ledger alike) in a new process, continues
+the thread from its last checkpoint and prints JSON.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def die(_messages: object) -> None:
 
 
 def main() -> None:
-    phase, db, office_path, thread, when = sys.argv[1:6]
+    phase, db, thread, when = sys.argv[1:5]
     if phase == "crash":
         billing = [die] if when == "before_refund" else [REFUND, die]
         model = ScriptedChatModel(scripts={
@@ -42,7 +43,8 @@ def main() -> None:
     else:
         model = ScriptedChatModel(scripts={BILLING: [REFUND, "Your refund is confirmed."]})
     with open_persistence(db) as persistence:
-        graph = build_customer_service_graph(model=model, office=BackOffice(office_path)).compile(
+        office = BackOffice()
+        graph = build_customer_service_graph(model=model, office=office).compile(
             checkpointer=persistence.checkpointer, store=persistence.store)
         session = HandoffSession(graph, thread)
         if phase == "crash":
@@ -56,7 +58,7 @@ def main() -> None:
             "next_before_resume": list(before),
             "reply": result.reply,
             "active_agent": result.active_agent,
-            "refunds": [r.model_dump() for r in BackOffice(office_path).refunds()],
+            "refunds": [r.model_dump() for r in office.refunds(persistence.store)],
             "handoffs": [(r.source, r.target, r.outcome) for r in result.handoffs],
         }))
 
