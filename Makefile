@@ -23,7 +23,7 @@ test: $(STAMP)
 	LANGGRAPH_STRICT_MSGPACK=true $(BIN)/pytest
 
 serve: $(STAMP)
-	$(BIN)/python -m service
+	$(BIN)/python -m handoff.service
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'

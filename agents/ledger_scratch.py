@@ -28,7 +28,7 @@ from langgraph.store.base import (
 )
 from langgraph.store.memory import InMemoryStore
 
-from agents.ledger import LEDGER
+from handoff.agents.ledger import LEDGER
 
 Key = tuple[tuple[str, ...], str]
 PAGE = 500

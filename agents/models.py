@@ -5,8 +5,8 @@ from __future__ import annotations
 from langchain_core.language_models import BaseChatModel
 from pydantic import ValidationError
 
-from agents.offline import OfflineChatModel
-from agents.settings import ModelSettings
+from handoff.agents.offline import OfflineChatModel
+from handoff.agents.settings import ModelSettings
 
 
 class ModelConfigError(ValueError):

@@ -29,13 +29,13 @@ from langchain_core.messages import (
 from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.outputs import ChatGeneration, ChatResult
 
-from agents.prompt_markers import (
+from handoff.agents.prompt_markers import (
     BRIEFING_MARKER,
     CASE_FILE_MARKER,
     JUST_RECEIVED,
     TOPICS_MARKER,
 )
-from agents.tool_calling_fake import ToolCallingFakeModel, agent_of, system_text
+from handoff.agents.tool_calling_fake import ToolCallingFakeModel, agent_of, system_text
 
 OFFLINE_LABEL = "[offline model]"
 TRANSFER_PREFIX = "transfer_to_"

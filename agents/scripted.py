@@ -17,7 +17,7 @@ from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict, PrivateAttr
 
-from agents.tool_calling_fake import ToolCallingFakeModel, agent_of, system_text
+from handoff.agents.tool_calling_fake import ToolCallingFakeModel, agent_of, system_text
 
 Reply = AIMessage | str | Callable[[Sequence[BaseMessage]], AIMessage]
 

@@ -10,8 +10,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agents.triggers import Trigger
-from state import HandoffRequest, InitResult
+from handoff.agents.triggers import Trigger
+from handoff.state import HandoffRequest, InitResult
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,40}$")
 

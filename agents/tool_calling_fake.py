@@ -11,7 +11,7 @@ from langchain_core.messages import BaseMessage, SystemMessage
 from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from agents.prompt_markers import AGENT_MARKER
+from handoff.agents.prompt_markers import AGENT_MARKER
 
 
 class ToolCallingFakeModel(BaseChatModel):

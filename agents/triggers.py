@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from state import HandoffRequest, TriggerKind
+from handoff.state import HandoffRequest, TriggerKind
 
 
 class TriggerContext(BaseModel):

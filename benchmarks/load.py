@@ -6,7 +6,7 @@ benchmark, not a test; ``tests/test_load_smoke.py`` runs it at a tiny scale.
 
 What it does:
 
-1. starts ``--workers`` service processes (``python -m service --port P --db URL``,
+1. starts ``--workers`` service processes (``python -m handoff.service --port P --db URL``,
    each in its own process group, on free local ports, on the offline model)
    sharing one PostgreSQL database, and waits for ``/healthz``;
 2. plays a reference copy of every script once in this process, on an
@@ -64,13 +64,13 @@ import httpx
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage, messages_from_dict
 from langgraph.store.base import BaseStore, PutOp
 
-from agents.offline import OfflineChatModel
-from graphs.journal import HANDOFFS, TRANSCRIPT, Journal
-from graphs.registry import GRAPHS
-from service.blocking import BlockingHandoffService
-from service.embedding import THREADS_NAMESPACE
-from service.errors import ERRORS_BY_CODE, ThreadBusy
-from state import HandoffRecord
+from handoff.agents.offline import OfflineChatModel
+from handoff.graphs.journal import HANDOFFS, TRANSCRIPT, Journal
+from handoff.graphs.registry import GRAPHS
+from handoff.service.blocking import BlockingHandoffService
+from handoff.service.embedding import THREADS_NAMESPACE
+from handoff.service.errors import ERRORS_BY_CODE, ThreadBusy
+from handoff.state import HandoffRecord
 
 DEFAULT_DB = os.environ.get("HANDOFF_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 ROOT = Path(__file__).resolve().parents[1]
@@ -601,7 +601,7 @@ def service_workers(count: int, db: str, startup_timeout: float) -> Iterator[lis
                 port = free_port()
                 log = open(Path(tmp) / f"worker{i}.log", "wb")  # noqa: SIM115 - closed with the process
                 procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "service", "--port", str(port), "--db", db],
+                    [sys.executable, "-m", "handoff.service", "--port", str(port), "--db", db],
                     cwd=ROOT, env=worker_env(tmp), stdout=log, stderr=subprocess.STDOUT,
                     start_new_session=True,
                 ))

@@ -43,12 +43,12 @@ from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-from agents.back_office import BackOffice
-from agents.scripted import ScriptedChatModel
 from benchmarks.conversation import CYCLE, Turn, prompt_chars, script, scripted_model
-from graphs.customer_service import build_customer_service_graph
-from graphs.persistence import STATE_TYPES, open_persistence
-from graphs.session import HandoffSession
+from handoff.agents.customer_service.back_office import BackOffice
+from handoff.agents.scripted import ScriptedChatModel
+from handoff.graphs.customer_service import build_customer_service_graph
+from handoff.graphs.persistence import STATE_TYPES, open_persistence
+from handoff.graphs.session import HandoffSession
 
 
 @dataclass
@@ -100,8 +100,8 @@ def swarm_peer(db: Path, model: ScriptedChatModel, serde: SerializerProtocol | N
     from langchain.agents import create_agent
     from langgraph_swarm import create_handoff_tool, create_swarm
 
-    from agents.customer_service import customer_service_agents
-    from agents.prompt_markers import AGENT_MARKER
+    from handoff.agents.customer_service.specialists import customer_service_agents
+    from handoff.agents.prompt_markers import AGENT_MARKER
 
     specs = {s.name: s for s in customer_service_agents()}
     agents = [

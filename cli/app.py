@@ -11,12 +11,12 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from agents.models import ModelConfigError, load_settings, make_chat_model
-from graphs.persistence import PersistenceError, open_persistence
-from graphs.registry import UnknownGraphError, get_graph
-from graphs.session import HandoffSession, TurnResult
-from graphs.settings import StorageSettings
-from state import HandoffEvent
+from handoff.agents.models import ModelConfigError, load_settings, make_chat_model
+from handoff.graphs.persistence import PersistenceError, open_persistence
+from handoff.graphs.registry import UnknownGraphError, get_graph
+from handoff.graphs.session import HandoffSession, TurnResult
+from handoff.graphs.settings import StorageSettings
+from handoff.state import HandoffEvent
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Specialist agents that hand a conversation to one another.")

@@ -11,8 +11,8 @@ from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from agents.models import load_settings
-from cli.app import (
+from handoff.agents.models import load_settings
+from handoff.cli.app import (
     CliError,
     DbOpt,
     GraphArg,
@@ -24,10 +24,10 @@ from cli.app import (
     show_event,
     show_reply,
 )
-from graphs.escalation import NoPendingEscalation, answer_escalation, pending_escalation
-from graphs.human import EscalationRequest, HumanAnswer
-from graphs.registry import GRAPHS, get_graph
-from graphs.session import HandoffSession
+from handoff.graphs.escalation import NoPendingEscalation, answer_escalation, pending_escalation
+from handoff.graphs.human import EscalationRequest, HumanAnswer
+from handoff.graphs.registry import GRAPHS, get_graph
+from handoff.graphs.session import HandoffSession
 
 
 @app.command("graphs")

@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
-from agents.offline import OfflineChatModel
-from cli.app import CliError, GraphArg, app, cli_errors, out
-from graphs.drawing import mermaid_text, write_png
-from graphs.registry import get_graph
+from handoff.agents.offline import OfflineChatModel
+from handoff.cli.app import CliError, GraphArg, app, cli_errors, out
+from handoff.graphs.registry import get_graph
+from handoff.monitoring.drawing import mermaid_text, write_png
 
 OutOpt = Annotated[
     Path | None,

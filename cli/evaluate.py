@@ -13,13 +13,13 @@ from langgraph.store.memory import InMemoryStore
 from langsmith import utils as ls_utils
 from rich.table import Table
 
-from agents.back_office import BackOffice
-from agents.models import load_settings, make_chat_model
-from cli.app import CliError, GraphArg, app, cli_errors, out
-from graphs.evaluation import DatasetError, evaluate, load_dataset, report_json
-from graphs.experiment import ExperimentRecorder
-from graphs.persistence import serializer
-from graphs.registry import get_graph
+from handoff.agents.customer_service.back_office import BackOffice
+from handoff.agents.models import load_settings, make_chat_model
+from handoff.cli.app import CliError, GraphArg, app, cli_errors, out
+from handoff.graphs.persistence import serializer
+from handoff.graphs.registry import get_graph
+from handoff.monitoring.evaluation import DatasetError, evaluate, load_dataset, report_json
+from handoff.monitoring.experiment import ExperimentRecorder
 
 
 @app.command("eval")

@@ -12,15 +12,15 @@ from langgraph.graph.state import CompiledStateGraph
 from rich.markup import escape
 from rich.table import Table
 
-from agents.models import load_settings, make_chat_model
-from agents.offline import OfflineChatModel
-from cli.app import CliError, DbOpt, app, cli_errors, err, out, show_event, show_reply
-from graphs.persistence import Persistence, open_persistence
-from graphs.registry import GRAPHS, get_graph
-from graphs.replay import ReplayError, history, replay
-from graphs.report import HandoffReport, build_report, plot_paths
-from graphs.settings import StorageSettings
-from graphs.telemetry import GRAPH_KEY
+from handoff.agents.models import load_settings, make_chat_model
+from handoff.agents.offline import OfflineChatModel
+from handoff.cli.app import CliError, DbOpt, app, cli_errors, err, out, show_event, show_reply
+from handoff.graphs.persistence import Persistence, open_persistence
+from handoff.graphs.registry import GRAPHS, get_graph
+from handoff.graphs.settings import StorageSettings
+from handoff.graphs.telemetry import GRAPH_KEY
+from handoff.monitoring.replay import ReplayError, history, replay
+from handoff.monitoring.report import HandoffReport, build_report, plot_paths
 
 ThreadArg = Annotated[str, typer.Argument(help="Thread id; see `handoff threads`.")]
 GraphOpt = Annotated[str | None, typer.Option(

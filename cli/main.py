@@ -1,7 +1,7 @@
 """`handoff`: run, chat with and inspect the handoff graphs."""
 
-from cli import conversation, draw, evaluate, inspect, threads  # noqa: F401  (each module registers its commands)
-from cli.app import app
+from handoff.cli import conversation, draw, evaluate, inspect, threads  # noqa: F401  (each module registers its commands)
+from handoff.cli.app import app
 
 __all__ = ["app"]
 

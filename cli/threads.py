@@ -11,9 +11,9 @@ from typing import Annotated
 import typer
 from rich.table import Column, Table
 
-from cli.app import DbOpt, app, cli_errors, out
-from graphs.persistence import list_threads, open_persistence
-from graphs.settings import StorageSettings
+from handoff.cli.app import DbOpt, app, cli_errors, out
+from handoff.graphs.persistence import list_threads, open_persistence
+from handoff.graphs.settings import StorageSettings
 
 
 @app.command()

@@ -16,7 +16,7 @@ from langchain_core.messages import BaseMessage, ToolMessage
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 
-from agents.tooling import CONTEXT_ARG, ToolContext
+from handoff.agents.tooling import CONTEXT_ARG, ToolContext
 
 
 @dataclass(frozen=True)

@@ -16,16 +16,16 @@ from langgraph.errors import GraphBubbleUp
 from langgraph.runtime import Runtime
 from langgraph.store.base import BaseStore
 
-from agents.spec import AgentSpec
-from agents.tooling import ToolContext
-from graphs.agent_calls import ModelCall, Steps, ToolCall, adrive, drive, tool_note
-from graphs.briefing import EARLIER_MESSAGES, build_prompt
-from graphs.gate import GatePolicy, validate
-from graphs.journal import Journal
-from graphs.nodes import RunnableCallable, thread_of
-from graphs.retry import MAX_ATTEMPTS, is_transient
-from graphs.transfer import TRANSFER_PREFIX, announced_transfer, make_transfer_tool, request_from_call
-from state import (
+from handoff.agents.spec import AgentSpec
+from handoff.agents.tooling import ToolContext
+from handoff.graphs.agent_calls import ModelCall, Steps, ToolCall, adrive, drive, tool_note
+from handoff.graphs.briefing import EARLIER_MESSAGES, build_prompt
+from handoff.graphs.gate import GatePolicy, validate
+from handoff.graphs.journal import Journal
+from handoff.graphs.nodes import RunnableCallable, thread_of
+from handoff.graphs.retry import MAX_ATTEMPTS, is_transient
+from handoff.graphs.transfer import TRANSFER_PREFIX, announced_transfer, make_transfer_tool, request_from_call
+from handoff.state import (
     CaseFile,
     CaseFileError,
     HandoffEvent,
@@ -34,6 +34,7 @@ from state import (
     HandoffRequest,
     HandoffState,
     checked_update,
+    plain_update,
     records_of,
 )
 
@@ -84,7 +85,7 @@ def make_agent_node(
             update = _recover(state, exc, runtime, journal)
         update["transcript_len"] = journal.append_messages(state.get("transcript_len", 0), update["messages"])
         journal.flush()
-        return _announce(state, update, runtime)
+        return plain_update(_announce(state, update, runtime))
 
     async def aagent(state: HandoffState, runtime: Runtime) -> dict[str, Any]:
         journal = Journal(runtime.store, thread_of(runtime), deferred=True)
@@ -98,7 +99,7 @@ def make_agent_node(
             update = _recover(state, exc, runtime, journal)
         update["transcript_len"] = journal.append_messages(state.get("transcript_len", 0), update["messages"])
         await journal.aflush()
-        return _announce(state, update, runtime)
+        return plain_update(_announce(state, update, runtime))
 
     def _steps(state: HandoffState, thread: str, earlier: list[BaseMessage], store: BaseStore | None) -> Steps:
         may_hand_off = state.get("hops", 0) < policy.max_hops_per_turn

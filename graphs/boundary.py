@@ -12,13 +12,14 @@ channels without any input schema, are refused too.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langchain_core.messages import HumanMessage, convert_to_messages
 from langgraph.types import Command
 
-from state import TRUSTED_KEYS
+from handoff.state import TRUSTED_KEYS
 
 MAX_MESSAGE_CHARS = 20_000
 """Longest user message the graph takes."""
@@ -89,3 +90,37 @@ def _user_messages(raw: Any) -> list[HumanMessage]:
                 f"messages[{position}]: {len(text)} characters; the limit is {MAX_MESSAGE_CHARS}"
             )
     return messages  # type: ignore[return-value]
+
+
+THREAD_ID_MAX = 128
+"""Longest thread id."""
+THREAD_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]*")
+"""A thread id: letters, digits and ``. _ : @ + -``, starting with a letter or digit (an e-mail or
+``order.42`` is fine; spaces, newlines and control characters are not)."""
+
+
+def check_thread_id(thread_id: str) -> str:
+    """``thread_id`` if it is a valid thread id (the same rule in the CLI, the session and the service).
+
+    Raises:
+        InputRefused: it is empty, longer than ``THREAD_ID_MAX`` or has a character outside the pattern.
+    """
+    if not thread_id:
+        raise InputRefused("thread id: empty")
+    if len(thread_id) > THREAD_ID_MAX:
+        raise InputRefused(f"thread id: {len(thread_id)} characters; the limit is {THREAD_ID_MAX}")
+    if not THREAD_ID_PATTERN.fullmatch(thread_id):
+        raise InputRefused(
+            "thread id: use letters, digits and . _ : @ + - only, starting with a letter or digit "
+            f"(at most {THREAD_ID_MAX} characters)"
+        )
+    return thread_id
+
+
+def store_label(thread_id: str) -> str:
+    """``thread_id`` as one label of a LangGraph store namespace, which may not contain a dot.
+
+    Ids without ``.`` or ``%`` (every id the project generates) are unchanged, so existing
+    transcripts keep their namespace.
+    """
+    return thread_id.replace("%", "%25").replace(".", "%2E")

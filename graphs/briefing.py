@@ -28,7 +28,7 @@ from langchain_core.messages import (
 )
 from langchain_core.messages.utils import count_tokens_approximately
 
-from agents.prompt_markers import (
+from handoff.agents.prompt_markers import (
     AGENT_MARKER,
     BRIEFING_MARKER,
     CASE_FILE_MARKER,
@@ -37,8 +37,8 @@ from agents.prompt_markers import (
     NOTICE_MARKER,
     TOPICS_MARKER,
 )
-from agents.spec import AgentSpec, HandoffPayload
-from state import HandoffRequest, InitResult
+from handoff.agents.spec import AgentSpec, HandoffPayload
+from handoff.state import HandoffRequest, InitResult
 
 EARLIER_MESSAGES = 16
 """How many messages before the state's window the agent node reads from the journal."""

@@ -14,16 +14,16 @@ from collections.abc import Sequence
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import END, START
 
-from agents.models import make_chat_model, make_fallback_model
-from agents.spec import AgentSpec
-from graphs.agent_node import make_agent_node
-from graphs.compiled import HandoffStateGraph
-from graphs.gate import GATE, GatePolicy, make_gate
-from graphs.human import HUMAN, make_human_node, with_escalation
-from graphs.intake import INTAKE, make_intake
-from graphs.masking import Sensitivity
-from graphs.retry import MODEL_RETRY
-from state import CaseFile, HandoffInput, HandoffOutput, HandoffState, request_of
+from handoff.agents.models import make_chat_model, make_fallback_model
+from handoff.agents.spec import AgentSpec
+from handoff.graphs.agent_node import make_agent_node
+from handoff.graphs.compiled import HandoffStateGraph
+from handoff.graphs.gate import GATE, GatePolicy, make_gate
+from handoff.graphs.human import HUMAN, make_human_node, with_escalation
+from handoff.graphs.intake import INTAKE, make_intake
+from handoff.graphs.masking import Sensitivity
+from handoff.graphs.retry import MODEL_RETRY
+from handoff.state import CaseFile, HandoffInput, HandoffOutput, HandoffState, request_of
 
 REPLY = "reply"
 UNLISTED = "unlisted target"

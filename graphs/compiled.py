@@ -23,9 +23,9 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from graphs.boundary import admit
-from graphs.masking import Sensitivity
-from graphs.telemetry import run_config
+from handoff.graphs.boundary import admit
+from handoff.graphs.masking import Sensitivity
+from handoff.graphs.telemetry import run_config
 
 
 class HandoffStateGraph(StateGraph):

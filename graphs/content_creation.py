@@ -5,15 +5,15 @@ from __future__ import annotations
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import StateGraph
 
-from agents.content_creation import (
+from handoff.agents.content_creation.specialists import (
     MAX_REVISION_ROUNDS,
     RESEARCHER,
     ContentCaseFile,
     content_creation_agents,
 )
-from graphs.builder import build_handoff_graph
-from graphs.exports import lazy_graph, studio_factory
-from graphs.gate import GatePolicy
+from handoff.graphs.builder import build_handoff_graph
+from handoff.graphs.exports import lazy_graph, studio_factory
+from handoff.graphs.gate import GatePolicy
 
 NAME = "content-creation"
 

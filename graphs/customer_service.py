@@ -5,12 +5,12 @@ from __future__ import annotations
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import StateGraph
 
-from agents.back_office import ACCOUNTS, BackOffice
-from agents.customer_service import GENERAL, SupportCaseFile, customer_service_agents
-from graphs.builder import build_handoff_graph
-from graphs.exports import lazy_graph, studio_factory
-from graphs.gate import GatePolicy
-from graphs.masking import INTRODUCED_NAME_RULE, POSTCODE_RULE, Sensitivity, known_values
+from handoff.agents.customer_service.back_office import ACCOUNTS, BackOffice
+from handoff.agents.customer_service.specialists import GENERAL, SupportCaseFile, customer_service_agents
+from handoff.graphs.builder import build_handoff_graph
+from handoff.graphs.exports import lazy_graph, studio_factory
+from handoff.graphs.gate import GatePolicy
+from handoff.graphs.masking import INTRODUCED_NAME_RULE, POSTCODE_RULE, Sensitivity, known_values
 
 NAME = "customer-service"
 

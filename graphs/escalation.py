@@ -7,7 +7,7 @@ from typing import Any
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
-from graphs.human import HUMAN, EscalationRequest, HumanAnswer
+from handoff.graphs.human import HUMAN, EscalationRequest, HumanAnswer
 
 
 class NoPendingEscalation(LookupError):

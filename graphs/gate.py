@@ -16,11 +16,11 @@ from langchain_core.messages import ToolMessage
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agents.spec import AgentSpec, HandoffPayload, InitContext
-from graphs.briefing import briefing_text
-from graphs.journal import Journal
-from graphs.nodes import RunnableCallable, journaled_node
-from state import (
+from handoff.agents.spec import AgentSpec, HandoffPayload, InitContext
+from handoff.graphs.briefing import briefing_text
+from handoff.graphs.journal import Journal
+from handoff.graphs.nodes import RunnableCallable, journaled_node
+from handoff.state import (
     CaseFile,
     CaseFileError,
     HandoffEvent,

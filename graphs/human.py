@@ -15,11 +15,11 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.spec import AgentSpec
-from agents.triggers import KeywordTrigger
-from graphs.journal import Journal
-from graphs.nodes import RunnableCallable, journaled_node
-from state import (
+from handoff.agents.spec import AgentSpec
+from handoff.agents.triggers import KeywordTrigger
+from handoff.graphs.journal import Journal
+from handoff.graphs.nodes import RunnableCallable, journaled_node
+from handoff.state import (
     CaseFile,
     CaseFileError,
     HandoffEvent,

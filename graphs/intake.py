@@ -9,11 +9,11 @@ from typing import Any
 from langchain_core.messages import HumanMessage
 from langgraph.runtime import Runtime
 
-from agents.spec import AgentSpec
-from agents.triggers import TriggerContext, first_firing
-from graphs.journal import Journal
-from graphs.nodes import RunnableCallable, journaled_node
-from state import CaseFile, HandoffState
+from handoff.agents.spec import AgentSpec
+from handoff.agents.triggers import TriggerContext, first_firing
+from handoff.graphs.journal import Journal
+from handoff.graphs.nodes import RunnableCallable, journaled_node
+from handoff.state import CaseFile, HandoffState
 
 INTAKE = "intake"
 

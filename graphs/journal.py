@@ -23,7 +23,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage, messages_from_dict, messages_to_dict
 from langgraph.store.base import BaseStore, GetOp, Item, PutOp
 
-from state import HandoffRecord, records_of
+from handoff.state import HandoffRecord, records_of
 
 TRANSCRIPT = "transcript"
 HANDOFFS = "handoffs"

@@ -40,7 +40,7 @@ from collections.abc import Callable, Mapping
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from graphs.masking import MASKED, Masker, Sensitivity, masker_for
+from handoff.graphs.masking import MASKED, Masker, Sensitivity, masker_for
 
 WITHHELD = "[log record withheld: it could not be masked]"
 

@@ -17,8 +17,8 @@ from typing import Any
 from langgraph._internal._runnable import RunnableCallable  # the node type add_node builds itself
 from langgraph.runtime import Runtime
 
-from graphs.journal import Journal
-from state import HandoffState
+from handoff.graphs.journal import Journal
+from handoff.state import HandoffState, plain_update
 
 Step = Callable[[HandoffState, Runtime, Journal], dict[str, Any]]
 """A node's work: the state update, with its transcript and records appended to the journal."""
@@ -37,13 +37,13 @@ def journaled_node(name: str, step: Step) -> RunnableCallable:
         journal = Journal(runtime.store, thread_of(runtime), deferred=True)
         update = step(state, runtime, journal)
         journal.flush()
-        return update
+        return plain_update(update)
 
     async def arun(state: HandoffState, runtime: Runtime) -> dict[str, Any]:
         journal = Journal(runtime.store, thread_of(runtime), deferred=True)
         update = step(state, runtime, journal)
         await journal.aflush()
-        return update
+        return plain_update(update)
 
     run.__name__ = arun.__name__ = name
     # trace=False: LangGraph traces the node itself; a traced callable would nest a second run.

@@ -28,7 +28,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.store.base import BaseStore
 from langgraph.store.memory import InMemoryStore
 
-from state import HandoffRecord, HandoffRejection, HandoffRequest, InitResult
+from handoff.state import HandoffRecord, HandoffRejection, HandoffRequest, InitResult
 
 STATE_TYPES = (HandoffRequest, HandoffRecord, HandoffRejection, InitResult)
 """Classes that checkpoints written before the state kept plain data (state/handoff.py) may hold:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import StateGraph
 
-from agents.problem_solving import ANALYST, ProblemCaseFile, problem_solving_agents
-from graphs.builder import build_handoff_graph
-from graphs.exports import lazy_graph, studio_factory
-from graphs.gate import GatePolicy
+from handoff.agents.problem_solving.specialists import ANALYST, ProblemCaseFile, problem_solving_agents
+from handoff.graphs.builder import build_handoff_graph
+from handoff.graphs.exports import lazy_graph, studio_factory
+from handoff.graphs.gate import GatePolicy
 
 NAME = "problem-solving"
 

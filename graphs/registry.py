@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import StateGraph
 
-from agents.back_office import BackOffice
+from handoff.agents.customer_service.back_office import BackOffice
 
 
 @dataclass(frozen=True)
@@ -29,25 +29,25 @@ class UnknownGraphError(KeyError):
 
 
 def _customer_service(model: BaseChatModel | None = None, office: BackOffice | None = None) -> StateGraph:
-    from graphs.customer_service import build_customer_service_graph
+    from handoff.graphs.customer_service import build_customer_service_graph
 
     return build_customer_service_graph(model=model, office=office)
 
 
 def _content_creation(model: BaseChatModel | None = None, office: BackOffice | None = None) -> StateGraph:
-    from graphs.content_creation import build_content_creation_graph
+    from handoff.graphs.content_creation import build_content_creation_graph
 
     return build_content_creation_graph(model=model)
 
 
 def _problem_solving(model: BaseChatModel | None = None, office: BackOffice | None = None) -> StateGraph:
-    from graphs.problem_solving import build_problem_solving_graph
+    from handoff.graphs.problem_solving import build_problem_solving_graph
 
     return build_problem_solving_graph(model=model)
 
 
 def _sales(model: BaseChatModel | None = None, office: BackOffice | None = None) -> StateGraph:
-    from graphs.sales import build_sales_graph
+    from handoff.graphs.sales import build_sales_graph
 
     return build_sales_graph(model=model)
 

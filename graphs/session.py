@@ -10,10 +10,10 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from graphs.boundary import MAX_MESSAGE_CHARS
-from graphs.journal import Journal
-from graphs.telemetry import TraceOptions, tracing_config
-from state import HandoffEvent, HandoffRecord, records_of
+from handoff.graphs.boundary import MAX_MESSAGE_CHARS
+from handoff.graphs.journal import Journal
+from handoff.graphs.telemetry import TraceOptions, tracing_config
+from handoff.state import HandoffEvent, HandoffRecord, records_of
 
 
 class UserMessage(BaseModel):

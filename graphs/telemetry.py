@@ -24,7 +24,7 @@ handoff; what the domain declares sensitive masked before it leaves the process.
 - Masking: the tracer's ``langsmith.Client`` has the domain's ``Masker`` as its
   anonymizer (inputs, outputs, errors, metadata) and the tracer masks the
   model's serialized form. The graph builder's ``sensitivity``
-  (``graphs.masking.Sensitivity``) says what is sensitive; a graph that
+  (``handoff.graphs.masking.Sensitivity``) says what is sensitive; a graph that
   declares one, or is in ``MASKED_BY_DEFAULT``, is masked unless the run's
   ``TraceOptions`` (``configurable["handoff_trace"]``, or ``HANDOFF_TRACE_MASK``
   / ``HANDOFF_TRACE_HIDE_IO``) turn it off.
@@ -60,10 +60,10 @@ from langsmith import Client
 from langsmith import utils as ls_utils
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from graphs import log_safety
-from graphs.gate import GATE
-from graphs.intake import INTAKE
-from graphs.masking import Masker, Sensitivity, masker_for
+from handoff.graphs import log_safety
+from handoff.graphs.gate import GATE
+from handoff.graphs.intake import INTAKE
+from handoff.graphs.masking import Masker, Sensitivity, masker_for
 
 log_safety.protect()  # from the first import of a graph, since persistence is opened before the first run
 

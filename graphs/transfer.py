@@ -9,9 +9,9 @@ from typing import Any
 from langchain_core.messages import AIMessage
 from langchain_core.tools import BaseTool, StructuredTool
 
-from agents.offline import TRANSFER_PREFIX
-from agents.spec import AgentSpec
-from state import HandoffRequest
+from handoff.agents.offline import TRANSFER_PREFIX
+from handoff.agents.spec import AgentSpec
+from handoff.state import HandoffRequest
 
 __all__ = ["ANNOUNCEMENT", "TRANSFER_PREFIX", "announced_transfer", "make_transfer_tool", "request_from_call"]
 

@@ -24,10 +24,10 @@ from pathlib import Path
 
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-from agents.offline import OfflineChatModel
-from graphs.persistence import STATE_TYPES, open_persistence
-from graphs.registry import GRAPHS
-from graphs.session import HandoffSession
+from handoff.agents.offline import OfflineChatModel
+from handoff.graphs.persistence import STATE_TYPES, open_persistence
+from handoff.graphs.registry import GRAPHS
+from handoff.graphs.session import HandoffSession
 
 ROOT = Path(__file__).resolve().parents[1]
 WINDOW = 32 * 1024

@@ -1,17 +1,17 @@
 """Embed the handoff graphs in applications: an embedding API, a FastAPI service, a web chat.
 
-- ``service.embedding.HandoffService``: threads, turns streamed as events,
+- ``handoff.service.embedding.HandoffService``: threads, turns streamed as events,
   state, handoff records and human escalations, over any persistence URL;
   async (``astream`` over async checkpointers), so turns of many threads run at once.
-- ``service.blocking.BlockingHandoffService``: the same for synchronous code.
-- ``service.app.create_app``: the HTTP service (needs the ``service`` extra).
-- ``service.turns`` / ``service.transcript``: running one turn under the
+- ``handoff.service.blocking.BlockingHandoffService``: the same for synchronous code.
+- ``handoff.service.app.create_app``: the HTTP service (needs the ``service`` extra).
+- ``handoff.service.turns`` / ``handoff.service.transcript``: running one turn under the
   thread's lock; what users see of a thread, and finding a message sent before.
-- ``service.locks``: one turn at a time per thread (advisory locks on PostgreSQL).
-- ``service.storage``: the service's async persistence (pooled on PostgreSQL).
-- ``service.auth``: optional bearer tokens (``HANDOFF_API_TOKENS``).
-- ``service.studio``: the graph factories ``langgraph.json`` points at.
+- ``handoff.service.locks``: one turn at a time per thread (advisory locks on PostgreSQL).
+- ``handoff.service.storage``: the service's async persistence (pooled on PostgreSQL).
+- ``handoff.service.auth``: optional bearer tokens (``HANDOFF_API_TOKENS``).
+- ``handoff.service.studio``: the graph factories ``langgraph.json`` points at.
 
-Nothing is imported here, so ``langgraph dev`` can load ``service.studio``
+Nothing is imported here, so ``langgraph dev`` can load ``handoff.service.studio``
 without FastAPI installed.
 """

@@ -1,5 +1,5 @@
-"""``python -m service``: serve the handoff API and the web chat."""
+"""``python -m handoff.service``: serve the handoff API and the web chat."""
 
-from service.app import main
+from handoff.service.app import main
 
 main()

@@ -1,6 +1,6 @@
 """The handoff service: HTTP + server-sent events over ``HandoffService``, and the web chat.
 
-Run it with ``python -m service`` (or ``uvicorn --factory service.app:create_app``).
+Run it with ``python -m handoff.service`` (or ``uvicorn --factory handoff.service.app:create_app``).
 Settings: ``HANDOFF_DB`` (``memory``, a ``.sqlite`` path, or ``postgresql://...``;
 default ``sqlite:///$HANDOFF_DATA_DIR/handoff.sqlite``), ``HANDOFF_API_TOKENS``
 (``token:name,...``; access is open when unset, see service/auth.py), the model
@@ -34,18 +34,18 @@ from fastapi.staticfiles import StaticFiles
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, Field
 
-from graphs.registry import GRAPHS, GraphEntry
-from graphs.settings import StorageSettings
-from service.auth import Access, tokens_from_env
-from service.embedding import TRANSCRIPT_LIMIT, HandoffService
-from service.errors import (
+from handoff.graphs.registry import GRAPHS, GraphEntry
+from handoff.graphs.settings import StorageSettings
+from handoff.service.auth import Access, tokens_from_env
+from handoff.service.embedding import TRANSCRIPT_LIMIT, HandoffService
+from handoff.service.errors import (
     ERRORS_BY_CODE,
     TurnFailed,
     UnsupportedMediaType,
     as_service_error,
 )
-from service.http_errors import install_error_handlers
-from service.models import (
+from handoff.service.http_errors import install_error_handlers
+from handoff.service.models import (
     AnswerEscalation,
     DoneEvent,
     ErrorBody,
@@ -58,9 +58,9 @@ from service.models import (
     TurnEvent,
     TurnResponse,
 )
-from service.storage import open_service_persistence
-from service.turns import TurnStream
-from state import HandoffRecord
+from handoff.service.storage import open_service_persistence
+from handoff.service.turns import TurnStream
+from handoff.state import HandoffRecord
 
 STATIC = Path(__file__).parent / "static"
 SHUTDOWN_WAIT = 30.0
@@ -100,7 +100,7 @@ STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
 }
 BEARER = HTTPBearer(auto_error=False, description="A token of HANDOFF_API_TOKENS (only when tokens are on).")
 
-log = logging.getLogger("service")
+log = logging.getLogger("handoff.service")
 
 
 class Health(BaseModel):
@@ -320,12 +320,12 @@ async def sse(events: asyncio.Queue[TurnEvent | None]) -> AsyncIterator[str]:
 
 
 def main() -> None:
-    """``python -m service [--host H] [--port P] [--db URL]``: serve the API and the web chat."""
+    """``python -m handoff.service [--host H] [--port P] [--db URL]``: serve the API and the web chat."""
     import argparse
 
     import uvicorn
 
-    parser = argparse.ArgumentParser(prog="python -m service", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m handoff.service", description=main.__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--db", default=None, help="memory, a .sqlite path, or postgresql://...")

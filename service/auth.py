@@ -15,11 +15,11 @@ import logging
 import os
 from collections.abc import Mapping
 
-from service.errors import Unauthorized
+from handoff.service.errors import Unauthorized
 
 TOKENS_ENV = "HANDOFF_API_TOKENS"
 
-log = logging.getLogger("service.auth")
+log = logging.getLogger("handoff.service.auth")
 
 
 class TokenConfigError(ValueError):

@@ -17,9 +17,9 @@ from typing import Any
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from langgraph.graph.state import CompiledStateGraph
 
-from graphs.persistence import Persistence
-from service.embedding import TRANSCRIPT_LIMIT, HandoffService, settle
-from service.models import (
+from handoff.graphs.persistence import Persistence
+from handoff.service.embedding import TRANSCRIPT_LIMIT, HandoffService, settle
+from handoff.service.models import (
     DEFAULT_GRAPH,
     AnswerEscalation,
     DoneEvent,
@@ -31,8 +31,8 @@ from service.models import (
     TurnEvent,
     TurnResponse,
 )
-from service.turns import TurnStream
-from state import HandoffRecord
+from handoff.service.turns import TurnStream
+from handoff.state import HandoffRecord
 
 
 class BlockingHandoffService:

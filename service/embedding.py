@@ -10,9 +10,9 @@ The service is async: its graphs run with ``astream`` over an async
 checkpointer and store (service/storage.py), so one event loop carries many
 threads' turns at once and a slow model call blocks no other thread. Use it
 from async code (``async with HandoffService.open(url) as service``), or from
-sync code through ``service.blocking.BlockingHandoffService``.
+sync code through ``handoff.service.blocking.BlockingHandoffService``.
 
-Turns are streams of typed events (``service.models.TurnEvent``): handoff
+Turns are streams of typed events (``handoff.service.models.TurnEvent``): handoff
 events as the gate emits them, each node's step, what agents say, a pending
 escalation, then ``done`` with the whole result. ``send`` and ``answer`` take
 the thread's turn lock and check the request before they return the stream,
@@ -41,14 +41,14 @@ from langchain_core.messages import HumanMessage
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
-from graphs.gate import GATE
-from graphs.human import HumanAnswer
-from graphs.intake import INTAKE
-from graphs.journal import Journal
-from graphs.persistence import Persistence
-from graphs.registry import GRAPHS, GraphEntry
-from graphs.session import HandoffSession
-from service.errors import (
+from handoff.graphs.gate import GATE
+from handoff.graphs.human import HumanAnswer
+from handoff.graphs.intake import INTAKE
+from handoff.graphs.journal import Journal
+from handoff.graphs.persistence import Persistence
+from handoff.graphs.registry import GRAPHS, GraphEntry
+from handoff.graphs.session import HandoffSession
+from handoff.service.errors import (
     ERRORS_BY_CODE,
     EscalationNotFound,
     EscalationPending,
@@ -60,8 +60,8 @@ from service.errors import (
     TurnFailed,
     UnknownGraph,
 )
-from service.locks import TurnLock, TurnLocks, turn_locks_for
-from service.models import (
+from handoff.service.locks import TurnLock, TurnLocks, turn_locks_for
+from handoff.service.models import (
     DEFAULT_GRAPH,
     AnswerEscalation,
     DoneEvent,
@@ -73,18 +73,18 @@ from service.models import (
     TurnEvent,
     TurnResponse,
 )
-from service.storage import open_service_persistence
-from service.transcript import chat_messages, find_sent, pending_escalation, unfinished
-from service.turns import TurnStream, complete_run, replay_turn, run_turn
-from service.turns import config as _config
-from state import HandoffRecord
+from handoff.service.storage import open_service_persistence
+from handoff.service.transcript import chat_messages, find_sent, pending_escalation, unfinished
+from handoff.service.turns import TurnStream, complete_run, replay_turn, run_turn
+from handoff.service.turns import config as _config
+from handoff.state import HandoffRecord
 
 THREADS_NAMESPACE = ("handoff", "threads")
 """Store namespace of the service's thread registry: thread id -> graph name, creation time, owner."""
 NOT_AGENTS = frozenset({"__start__", "__end__", INTAKE, GATE})
 TRANSCRIPT_LIMIT = 200
 
-log = logging.getLogger("service")
+log = logging.getLogger("handoff.service")
 """The service's own log: thread ids, graph and agent names, codes and timings; never message
 texts, case files, tokens or exception messages (which may quote them)."""
 

@@ -16,8 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from graphs.persistence import PersistenceError
-from service.errors import PersistenceUnavailable, ServiceError, Unauthorized, as_service_error
+from handoff.graphs.persistence import PersistenceError
+from handoff.service.errors import PersistenceUnavailable, ServiceError, Unauthorized, as_service_error
 
 
 def _error(

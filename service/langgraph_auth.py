@@ -18,8 +18,8 @@ from typing import Any
 
 from langgraph_sdk import Auth
 
-from service.auth import Access, tokens_from_env
-from service.errors import Unauthorized
+from handoff.service.auth import Access, tokens_from_env
+from handoff.service.errors import Unauthorized
 
 OWNER = "owner"
 """The metadata key naming the client a thread, run, cron or assistant belongs to."""

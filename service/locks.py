@@ -22,7 +22,7 @@ import contextlib
 import hashlib
 from typing import Any, Protocol
 
-from service.errors import LockLost, is_unavailable
+from handoff.service.errors import LockLost, is_unavailable
 
 CONNECT_TIMEOUT = 5
 """Seconds to wait for PostgreSQL when opening the lock session."""

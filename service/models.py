@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from graphs.session import MAX_MESSAGE_CHARS
-from state import HandoffEvent, HandoffRecord
+from handoff.graphs.session import MAX_MESSAGE_CHARS
+from handoff.state import HandoffEvent, HandoffRecord
 
 DEFAULT_GRAPH = "customer-service"
 NAME_CHARS = 64

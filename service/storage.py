@@ -5,7 +5,7 @@ the async savers and stores: ``InMemorySaver``/``InMemoryStore`` (memory),
 ``AsyncSqliteSaver``/``AsyncSqliteStore`` (SQLite, one worker) and
 ``AsyncPostgresSaver``/``AsyncPostgresStore`` (PostgreSQL, many workers).
 
-``graphs.persistence.open_persistence`` gives the CLI one connection each. A
+``handoff.graphs.persistence.open_persistence`` gives the CLI one connection each. A
 service must outlive a PostgreSQL restart: here both use a small
 ``psycopg_pool.AsyncConnectionPool`` whose idle connections are checked before
 use (``CheckUnlessFresh``), so a connection the restart broke is replaced
@@ -26,7 +26,7 @@ from weakref import WeakKeyDictionary
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
 
-from graphs.persistence import SQLITE_PRAGMAS, Persistence, PersistenceError, serializer, sqlite_path
+from handoff.graphs.persistence import SQLITE_PRAGMAS, Persistence, PersistenceError, serializer, sqlite_path
 
 POOL_SIZE = 8
 """Connections the checkpointer and the store share per worker: turns of different threads run

@@ -17,10 +17,10 @@ from typing import Any
 from langgraph.graph.state import CompiledStateGraph
 
 STUDIO_GRAPHS: dict[str, str] = {
-    "customer-service": "graphs.customer_service:make_graph",
-    "content-creation": "graphs.content_creation:make_graph",
-    "problem-solving": "graphs.problem_solving:make_graph",
-    "sales": "graphs.sales:make_graph",
+    "customer-service": "handoff.graphs.customer_service:make_graph",
+    "content-creation": "handoff.graphs.content_creation:make_graph",
+    "problem-solving": "handoff.graphs.problem_solving:make_graph",
+    "sales": "handoff.graphs.sales:make_graph",
 }
 """Graph name -> ``module:function`` that makes its compiled graph."""
 

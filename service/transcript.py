@@ -9,8 +9,8 @@ from typing import Any, cast
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langgraph.types import StateSnapshot
 
-from graphs.journal import Journal
-from service.models import ChatMessage, Escalation
+from handoff.graphs.journal import Journal
+from handoff.service.models import ChatMessage, Escalation
 
 LOOKBACK = 50
 """A retried message is recognised while it is among the thread's last this-many messages."""

@@ -24,11 +24,11 @@ from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 
-from graphs.journal import Journal
-from graphs.session import HandoffSession
-from service.errors import as_service_error
-from service.locks import TurnLock
-from service.models import (
+from handoff.graphs.journal import Journal
+from handoff.graphs.session import HandoffSession
+from handoff.service.errors import as_service_error
+from handoff.service.locks import TurnLock
+from handoff.service.models import (
     ChatMessage,
     DoneEvent,
     ErrorEvent,
@@ -38,10 +38,10 @@ from service.models import (
     TurnEvent,
     TurnResponse,
 )
-from service.transcript import SentBefore, chat_messages, find_sent, pending_escalation
-from state import HandoffEvent
+from handoff.service.transcript import SentBefore, chat_messages, find_sent, pending_escalation
+from handoff.state import HandoffEvent
 
-log = logging.getLogger("service")
+log = logging.getLogger("handoff.service")
 
 
 class TurnStream(AsyncIterator[TurnEvent]):

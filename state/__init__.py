@@ -1,7 +1,7 @@
 """Typed state: the conversation, the case file, the handoff envelope and record."""
 
-from state.case_file import CaseFile, CaseFileError, checked_update, merge_case_file
-from state.conversation import (
+from handoff.state.case_file import CaseFile, CaseFileError, checked_update, merge_case_file
+from handoff.state.conversation import (
     MESSAGE_WINDOW,
     RECORD_WINDOW,
     TRUSTED_KEYS,
@@ -12,7 +12,7 @@ from state.conversation import (
     merge_usage,
     window_messages,
 )
-from state.handoff import (
+from handoff.state.handoff import (
     HandoffRecord,
     HandoffRejection,
     HandoffRequest,
@@ -22,6 +22,7 @@ from state.handoff import (
     TriggerKind,
     plain_record,
     plain_request,
+    plain_update,
     records_of,
     request_of,
 )
@@ -48,11 +49,12 @@ __all__ = [
     "merge_usage",
     "plain_record",
     "plain_request",
+    "plain_update",
     "records_of",
     "request_of",
     "window_messages",
 ]
 
-from state.events import EventKind, HandoffEvent
+from handoff.state.events import EventKind, HandoffEvent
 
 __all__ += ["EventKind", "HandoffEvent"]

@@ -8,8 +8,8 @@ from langchain_core.messages import AnyMessage, HumanMessage
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
-from state.case_file import merge_case_file
-from state.handoff import plain_record, plain_request
+from handoff.state.case_file import merge_case_file
+from handoff.state.handoff import plain_record, plain_request
 
 MESSAGE_WINDOW = 12
 """Messages kept in the checkpointed state. The full transcript lives in the

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from state.handoff import HandoffRecord, HandoffRequest, TriggerKind
+from handoff.state.handoff import HandoffRecord, HandoffRequest, TriggerKind
 
 EventKind = Literal["requested", "accepted", "rejected", "failed", "initialised", "completed"]
 

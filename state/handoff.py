@@ -120,6 +120,20 @@ def plain_record(record: Any) -> dict[str, Any]:
     return model.model_dump(mode="json")
 
 
+def plain_update(update: dict[str, Any]) -> dict[str, Any]:
+    """A node's state update with its requests and records as plain data.
+
+    LangGraph stores a node's writes as they are (pending writes, before any reducer runs), and
+    reads them back for crash resume and history: so nodes write plain data too.
+    """
+    if "pending_handoff" in update:
+        update["pending_handoff"] = plain_request(None, update["pending_handoff"])
+    if update.get("handoffs"):
+        records = update["handoffs"] if isinstance(update["handoffs"], list) else [update["handoffs"]]
+        update["handoffs"] = [plain_record(r) for r in records]
+    return update
+
+
 def request_of(values: Mapping[str, Any]) -> HandoffRequest | None:
     """The pending handoff request in a state (or checkpoint values), as the model."""
     raw = values.get("pending_handoff")

@@ -8,12 +8,12 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.memory import InMemoryStore
 
-from agents.back_office import BackOffice
-from agents.scripted import ScriptedChatModel
-from graphs.customer_service import build_customer_service_graph
-from graphs.gate import GatePolicy
-from graphs.persistence import serializer
-from graphs.session import HandoffSession
+from handoff.agents.customer_service.back_office import BackOffice
+from handoff.agents.scripted import ScriptedChatModel
+from handoff.graphs.customer_service import build_customer_service_graph
+from handoff.graphs.gate import GatePolicy
+from handoff.graphs.persistence import serializer
+from handoff.graphs.session import HandoffSession
 
 
 def compile_memory(builder) -> CompiledStateGraph:

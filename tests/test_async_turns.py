@@ -10,12 +10,12 @@ import pytest
 from langchain_core.messages import BaseMessage
 from pydantic import PrivateAttr
 
-from agents.customer_service import TECHNICAL
-from agents.models import make_chat_model
-from agents.offline import OfflineChatModel
-from graphs.customer_service import build_customer_service_graph
-from graphs.session import HandoffSession
-from service.embedding import HandoffService
+from handoff.agents.customer_service.specialists import TECHNICAL
+from handoff.agents.models import make_chat_model
+from handoff.agents.offline import OfflineChatModel
+from handoff.graphs.customer_service import build_customer_service_graph
+from handoff.graphs.session import HandoffSession
+from handoff.service.embedding import HandoffService
 from tests.helpers import compile_memory
 from tests.support.openai_stub import OpenAIStub, text_reply, tool_reply
 

@@ -16,8 +16,8 @@ import pytest
 import uvicorn
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
-from agents.offline import OfflineChatModel
-from service.app import create_app
+from handoff.agents.offline import OfflineChatModel
+from handoff.service.app import create_app
 from tests.support.service_worker import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")

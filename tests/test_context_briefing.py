@@ -7,9 +7,9 @@ import json
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 
-from agents.prompt_markers import BRIEFING_MARKER, CASE_FILE_MARKER, EARLIER_MARKER
-from agents.spec import AgentSpec, ContextPolicy
-from graphs.briefing import EARLIER_CHARS, build_prompt, ensure_paired, prompt_tokens, summarise
+from handoff.agents.prompt_markers import BRIEFING_MARKER, CASE_FILE_MARKER, EARLIER_MARKER
+from handoff.agents.spec import AgentSpec, ContextPolicy
+from handoff.graphs.briefing import EARLIER_CHARS, build_prompt, ensure_paired, prompt_tokens, summarise
 
 
 @tool

@@ -9,13 +9,19 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
-from agents.back_office import BackOffice
-from agents.customer_service import BILLING, GENERAL, TECHNICAL, SupportCaseFile, customer_service_agents
-from agents.prompt_markers import BRIEFING_MARKER, CASE_FILE_MARKER, JUST_RECEIVED
-from agents.spec import ContextPolicy
-from graphs.briefing import prompt_tokens
-from graphs.builder import build_handoff_graph
-from graphs.session import HandoffSession
+from handoff.agents.customer_service.back_office import BackOffice
+from handoff.agents.customer_service.specialists import (
+    BILLING,
+    GENERAL,
+    TECHNICAL,
+    SupportCaseFile,
+    customer_service_agents,
+)
+from handoff.agents.prompt_markers import BRIEFING_MARKER, CASE_FILE_MARKER, JUST_RECEIVED
+from handoff.agents.spec import ContextPolicy
+from handoff.graphs.briefing import prompt_tokens
+from handoff.graphs.builder import build_handoff_graph
+from handoff.graphs.session import HandoffSession
 from tests.helpers import compile_memory
 from tests.support.long_conversation import scripted_model, user_lines
 

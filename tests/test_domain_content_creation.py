@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from agents.content_creation import EDITOR, MAX_REVISION_ROUNDS, RESEARCHER, WRITER
-from agents.scripted import ScriptedChatModel
-from graphs.content_creation import build_content_creation_graph
-from graphs.session import HandoffSession
+from handoff.agents.content_creation.specialists import EDITOR, MAX_REVISION_ROUNDS, RESEARCHER, WRITER
+from handoff.agents.scripted import ScriptedChatModel
+from handoff.graphs.content_creation import build_content_creation_graph
+from handoff.graphs.session import HandoffSession
 from tests.support.domains import accepted, agents_of, play_demo, run_json, session_of, use
 
 GATE = "handoff_gate"

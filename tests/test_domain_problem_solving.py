@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from agents.problem_solving import ANALYST, DESIGNER, IMPLEMENTER
-from agents.scripted import ScriptedChatModel
-from graphs.problem_solving import build_problem_solving_graph
-from graphs.session import HandoffSession
+from handoff.agents.problem_solving.specialists import ANALYST, DESIGNER, IMPLEMENTER
+from handoff.agents.scripted import ScriptedChatModel
+from handoff.graphs.problem_solving import build_problem_solving_graph
+from handoff.graphs.session import HandoffSession
 from tests.support.domains import accepted, agents_of, play_demo, run_json, session_of, use
 
 GATE = "handoff_gate"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from agents.offline import OfflineChatModel
-from agents.sales import CLOSER, QUALIFIER, SPECIALIST
-from agents.scripted import ScriptedChatModel
-from graphs.sales import build_sales_graph
-from graphs.session import HandoffSession
+from handoff.agents.offline import OfflineChatModel
+from handoff.agents.sales.specialists import CLOSER, QUALIFIER, SPECIALIST
+from handoff.agents.scripted import ScriptedChatModel
+from handoff.graphs.sales import build_sales_graph
+from handoff.graphs.session import HandoffSession
 from tests.support.domains import accepted, agents_of, play_demo, run_json, session_of, use
 
 GATE = "handoff_gate"

@@ -13,10 +13,10 @@ from langgraph.graph import END, START, StateGraph
 from PIL import Image
 from typer.testing import CliRunner
 
-from agents.offline import OfflineChatModel
-from cli.main import app
-from graphs.drawing import topology, write_png
-from graphs.registry import GRAPHS
+from handoff.agents.offline import OfflineChatModel
+from handoff.cli.main import app
+from handoff.graphs.registry import GRAPHS
+from handoff.monitoring.drawing import topology, write_png
 
 runner = CliRunner()
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

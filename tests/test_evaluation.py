@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agents.back_office import BackOffice
-from agents.customer_service import BILLING, GENERAL, TECHNICAL
-from agents.scripted import ScriptedChatModel, calls, tool_call
-from cli.main import app
-from graphs.customer_service import build_customer_service_graph
-from graphs.evaluation import DatasetError, LabelledConversation, evaluate, load_dataset
-from graphs.registry import GRAPHS
+from handoff.agents.customer_service.back_office import BackOffice
+from handoff.agents.customer_service.specialists import BILLING, GENERAL, TECHNICAL
+from handoff.agents.scripted import ScriptedChatModel, calls, tool_call
+from handoff.cli.main import app
+from handoff.graphs.customer_service import build_customer_service_graph
+from handoff.graphs.registry import GRAPHS
+from handoff.monitoring.evaluation import DatasetError, LabelledConversation, evaluate, load_dataset
 from tests.helpers import compile_memory
 
 DATASETS = Path(__file__).resolve().parents[1] / "datasets"

@@ -7,12 +7,12 @@ from typing import Any, get_args
 
 from langchain_core.messages import HumanMessage
 
-from agents.customer_service import BILLING, GENERAL, TECHNICAL
-from agents.scripted import ScriptedChatModel, calls, tool_call
-from agents.spec import AgentSpec, InitContext
-from graphs.builder import build_handoff_graph
-from graphs.session import HandoffSession
-from state import EventKind, HandoffEvent, HandoffRecord, InitResult
+from handoff.agents.customer_service.specialists import BILLING, GENERAL, TECHNICAL
+from handoff.agents.scripted import ScriptedChatModel, calls, tool_call
+from handoff.agents.spec import AgentSpec, InitContext
+from handoff.graphs.builder import build_handoff_graph
+from handoff.graphs.session import HandoffSession
+from handoff.state import EventKind, HandoffEvent, HandoffRecord, InitResult
 from tests.helpers import compile_memory, support_session
 
 TECH = {"reason": "line keeps dropping", "summary": "evening drops", "account_id": "ACC-1001",

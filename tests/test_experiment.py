@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
+from handoff.cli.main import app
 from tests.support.langsmith_collector import (
     LangSmithCollector,
     reset_langsmith_caches,

@@ -31,9 +31,9 @@ from hypothesis.internal.conjecture import utils as conjecture
 from schemathesis.specs.openapi.checks import positive_data_acceptance, response_schema_conformance
 from starlette.types import Receive, Scope, Send
 
-from agents.offline import OfflineChatModel
-from graphs.session import MAX_MESSAGE_CHARS
-from service.app import create_app
+from handoff.agents.offline import OfflineChatModel
+from handoff.graphs.session import MAX_MESSAGE_CHARS
+from handoff.service.app import create_app
 
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "handoff-hypothesis")
 """Hypothesis' caches (unicode tables, constants) go to the temp dir, not into the repo."""

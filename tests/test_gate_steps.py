@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from agents.customer_service import BILLING, GENERAL, TECHNICAL, SupportCaseFile, customer_service_agents
-from graphs.gate import GatePolicy, decide, route, validate
-from state import HandoffRecord, HandoffRejection, HandoffRequest
+from handoff.agents.customer_service.specialists import (
+    BILLING,
+    GENERAL,
+    TECHNICAL,
+    SupportCaseFile,
+    customer_service_agents,
+)
+from handoff.graphs.gate import GatePolicy, decide, route, validate
+from handoff.state import HandoffRecord, HandoffRejection, HandoffRequest
 
 SPECS = {s.name: s for s in customer_service_agents()}
 GOOD = {"reason": "line drops", "account_id": "ACC-1001", "symptoms": "drops nightly"}

@@ -20,10 +20,10 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
 from langgraph.types import Command
 
-from graphs.boundary import MAX_MESSAGE_CHARS, MAX_MESSAGES_PER_TURN, InputRefused
-from graphs.customer_service import build_customer_service_graph
-from graphs.registry import GRAPHS
-from state import TRUSTED_KEYS, HandoffRecord, HandoffRequest, records_of, request_of
+from handoff.graphs.boundary import MAX_MESSAGE_CHARS, MAX_MESSAGES_PER_TURN, InputRefused
+from handoff.graphs.customer_service import build_customer_service_graph
+from handoff.graphs.registry import GRAPHS
+from handoff.state import TRUSTED_KEYS, HandoffRecord, HandoffRequest, records_of, request_of
 
 ROOT = Path(__file__).resolve().parents[1]
 REFUND_ASK = "Please refund the duplicate charge on INV-2002"
@@ -167,8 +167,8 @@ TWO_TURNS = """
 import logging, sys
 logging.basicConfig(level=logging.DEBUG, stream=sys.stdout)
 from langgraph.checkpoint.memory import InMemorySaver
-from graphs.customer_service import build_customer_service_graph
-from state import records_of
+from handoff.graphs.customer_service import build_customer_service_graph
+from handoff.state import records_of
 graph = build_customer_service_graph().compile(checkpointer=InMemorySaver())
 config = {"configurable": {"thread_id": "t"}}
 for text in ("Hi, this is Dana, account ACC-1001, postcode 90210.", "My internet keeps dropping every evening.",

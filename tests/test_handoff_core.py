@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from agents.back_office import BackOffice
-from agents.customer_service import BILLING, GENERAL, TECHNICAL
-from agents.scripted import ScriptedChatModel, calls, tool_call
+from handoff.agents.customer_service.back_office import BackOffice
+from handoff.agents.customer_service.specialists import BILLING, GENERAL, TECHNICAL
+from handoff.agents.scripted import ScriptedChatModel, calls, tool_call
 from tests.helpers import agents_in, support_session
 
 TECH_PAYLOAD = {"reason": "line keeps dropping", "summary": "evening drops",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from langchain_core.messages import AIMessage, ToolMessage
 
-from agents.back_office import BackOffice
-from agents.customer_service import BILLING, GENERAL, TECHNICAL
-from agents.offline import OfflineChatModel
-from agents.scripted import ScriptedChatModel, calls, tool_call
-from graphs.gate import GatePolicy
+from handoff.agents.customer_service.back_office import BackOffice
+from handoff.agents.customer_service.specialists import BILLING, GENERAL, TECHNICAL
+from handoff.agents.offline import OfflineChatModel
+from handoff.agents.scripted import ScriptedChatModel, calls, tool_call
+from handoff.graphs.gate import GatePolicy
 from tests.helpers import agents_in, support_session
 
 TECH = {"reason": "line drops", "account_id": "ACC-1001", "symptoms": "drops nightly"}
@@ -174,8 +174,8 @@ def test_announced_transfer_without_a_tool_call_is_completed() -> None:
 
 
 def test_human_escalation_is_interrupted_and_resumed_with_a_hand_back() -> None:
-    from graphs.escalation import answer_escalation, pending_escalation
-    from graphs.human import HumanAnswer
+    from handoff.graphs.escalation import answer_escalation, pending_escalation
+    from handoff.graphs.human import HumanAnswer
 
     model = ScriptedChatModel(scripts={BILLING: ["Billing here; the waiver is applied."]})
     session = support_session(model)
@@ -203,8 +203,8 @@ def test_human_escalation_is_interrupted_and_resumed_with_a_hand_back() -> None:
 def test_answering_a_thread_with_no_escalation_is_a_clear_error() -> None:
     import pytest
 
-    from graphs.escalation import NoPendingEscalation, answer_escalation
-    from graphs.human import HumanAnswer
+    from handoff.graphs.escalation import NoPendingEscalation, answer_escalation
+    from handoff.graphs.human import HumanAnswer
 
     session = support_session(ScriptedChatModel(default="hi"))
     session.send("hello")

@@ -8,7 +8,6 @@ import dataclasses
 import pytest
 from langchain_core.messages import HumanMessage
 
-from agents.offline import OfflineChatModel
 from benchmarks.load import (
     CUSTOMER_SERVICE,
     Conversation,
@@ -23,7 +22,8 @@ from benchmarks.load import (
     run_load,
     verify_conversation,
 )
-from service.blocking import BlockingHandoffService
+from handoff.agents.offline import OfflineChatModel
+from handoff.service.blocking import BlockingHandoffService
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 TURNS = 6

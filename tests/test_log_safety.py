@@ -13,11 +13,11 @@ import pytest
 from langchain_core.messages import HumanMessage
 from uvicorn.logging import AccessFormatter
 
-from agents.back_office import BackOffice
-from agents.offline import OfflineChatModel
-from graphs import log_safety
-from graphs.customer_service import SENSITIVITY, build_customer_service_graph
-from service.storage import open_service_persistence
+from handoff.agents.customer_service.back_office import BackOffice
+from handoff.agents.offline import OfflineChatModel
+from handoff.graphs import log_safety
+from handoff.graphs.customer_service import SENSITIVITY, build_customer_service_graph
+from handoff.service.storage import open_service_persistence
 
 CONVERSATION = (
     "Hi, this is Dana, account ACC-1001, postcode 90210, email dana@example.com.",
@@ -93,7 +93,7 @@ def test_a_traceback_is_masked_and_the_exception_dropped(debug_logs: Records) ->
     try:
         raise LookupError("no account 'ACC-1001' for dana@example.com")
     except LookupError:
-        logging.getLogger("graphs.agent_node").exception("lookup failed for %s", "Dana Reyes")
+        logging.getLogger("handoff.graphs.agent_node").exception("lookup failed for %s", "Dana Reyes")
 
     [record] = debug_logs.records
     assert record.exc_info is None and "LookupError: no account '[account]' for [email]" in (record.exc_text or "")
@@ -126,15 +126,11 @@ def test_bytes_inside_an_opaque_value_are_read_word_by_word(debug_logs: Records)
     assert leaked([line]) == [] and "[account]" in line
 
 
-def test_arguments_keep_their_shape_for_formatters_that_unpack_them(
-    debug_logs: Records, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_arguments_keep_their_shape_for_formatters_that_unpack_them(debug_logs: Records) -> None:
     log_safety.protect(SENSITIVITY)
-    access = logging.getLogger("uvicorn.access")
-    # A uvicorn started by an earlier test configures this logger not to propagate.
-    monkeypatch.setattr(access, "propagate", True)
-    monkeypatch.setattr(access, "disabled", False)
-    monkeypatch.setattr(access, "level", logging.NOTSET)
+    # uvicorn's access-log call shape, on a logger of our own: a uvicorn started by an earlier test
+    # sets up "uvicorn.access" (level, propagation) for itself.
+    access = logging.getLogger("tests.uvicorn_access_shape")
     access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", "/threads?email=dana@example.com", "1.1", 200)
     access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", "/ok", "1.1", 200)
 
@@ -150,7 +146,7 @@ def test_a_sensitive_value_split_between_template_and_argument_is_masked_as_one_
 ) -> None:
     log_safety.protect(SENSITIVITY)
 
-    logging.getLogger("service").info("verified with postcode %s", "12345")
+    logging.getLogger("handoff.service").info("verified with postcode %s", "12345")
 
     [record] = debug_logs.records
     assert (record.msg, record.args) == ("verified with postcode [postcode]", ())

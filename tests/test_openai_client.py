@@ -7,11 +7,11 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from agents.customer_service import TECHNICAL
-from agents.models import make_chat_model
-from cli.main import app
-from graphs.customer_service import build_customer_service_graph
-from graphs.session import HandoffSession
+from handoff.agents.customer_service.specialists import TECHNICAL
+from handoff.agents.models import make_chat_model
+from handoff.cli.main import app
+from handoff.graphs.customer_service import build_customer_service_graph
+from handoff.graphs.session import HandoffSession
 from tests.helpers import compile_memory
 from tests.support.openai_stub import OpenAIStub, Status, text_reply, tool_reply
 

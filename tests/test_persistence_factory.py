@@ -15,13 +15,13 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from typer.testing import CliRunner
 
-from agents.back_office import BackOffice
-from agents.customer_service import GENERAL, TECHNICAL
-from agents.offline import OfflineChatModel
-from agents.scripted import ScriptedChatModel, calls, tool_call
-from cli.main import app
-from graphs.customer_service import build_customer_service_graph
-from graphs.persistence import (
+from handoff.agents.customer_service.back_office import BackOffice
+from handoff.agents.customer_service.specialists import GENERAL, TECHNICAL
+from handoff.agents.offline import OfflineChatModel
+from handoff.agents.scripted import ScriptedChatModel, calls, tool_call
+from handoff.cli.main import app
+from handoff.graphs.customer_service import build_customer_service_graph
+from handoff.graphs.persistence import (
     DICTIONARY,
     STATE_TYPES,
     Persistence,
@@ -31,8 +31,8 @@ from graphs.persistence import (
     open_persistence,
     serializer,
 )
-from graphs.session import HandoffSession
-from state import HandoffRecord, HandoffRequest
+from handoff.graphs.session import HandoffSession
+from handoff.state import HandoffRecord, HandoffRequest
 
 POSTGRES_URL = os.environ.get("HANDOFF_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 DICTIONARY_SHA256 = "5c66269ca7596462d40c539976b39709d3168b3d0367e840b6181257cf566fcf"

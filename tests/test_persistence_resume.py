@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from agents.customer_service import GENERAL, TECHNICAL
+from handoff.agents.customer_service.specialists import GENERAL, TECHNICAL
 
 ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_URL = os.environ.get("HANDOFF_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")

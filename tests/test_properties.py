@@ -29,22 +29,22 @@ from langgraph.runtime import Runtime
 from langgraph.store.memory import InMemoryStore
 from pydantic import ValidationError
 
-from agents.back_office import ACCOUNTS, BackOffice
-from agents.customer_service import (
+from handoff.agents.customer_service.back_office import ACCOUNTS, BackOffice
+from handoff.agents.customer_service.specialists import (
     BILLING,
     GENERAL,
     TECHNICAL,
     SupportCaseFile,
     customer_service_agents,
 )
-from agents.scripted import ScriptedChatModel, calls, tool_call
-from agents.spec import AgentSpec
-from graphs.builder import check_specs
-from graphs.customer_service import build_customer_service_graph
-from graphs.gate import UNRECOVERABLE, GatePolicy, make_gate
-from graphs.human import HUMAN, with_escalation
-from graphs.journal import Journal
-from state import (
+from handoff.agents.scripted import ScriptedChatModel, calls, tool_call
+from handoff.agents.spec import AgentSpec
+from handoff.graphs.builder import check_specs
+from handoff.graphs.customer_service import build_customer_service_graph
+from handoff.graphs.gate import UNRECOVERABLE, GatePolicy, make_gate
+from handoff.graphs.human import HUMAN, with_escalation
+from handoff.graphs.journal import Journal
+from handoff.state import (
     MESSAGE_WINDOW,
     RECORD_WINDOW,
     CaseFileError,
@@ -230,7 +230,7 @@ def test_any_handoff_request_ends_accepted_or_as_a_structured_rejection(state: d
     update, events = run_gate(state)
 
     assert state == before, "the gate changed its input state in place"
-    [record] = update["handoffs"]
+    [record] = records_of(update)
     assert record.request == request and update["pending_handoff"] is None
     assert update["hops"] == state["hops"] + 1
     assert update["handoff_count"] == state["handoff_count"] + 1
@@ -271,7 +271,7 @@ def test_a_huge_handoff_payload_is_rejected_as_invalid_payload(field: str) -> No
     request = HandoffRequest(source=GENERAL, target=TECHNICAL, reason="line drops", payload=payload,
                              trigger="tool", tool_call_id="call_1")
     update, _ = run_gate({"pending_handoff": request, "case_file": {}, "hops": 0})
-    [record] = update["handoffs"]
+    [record] = records_of(update)
     assert record.rejection is not None and record.rejection.code == "invalid_payload"
     assert re.search(r"limit|at most", record.rejection.message)
     assert len(record.rejection.message) < 500
@@ -560,7 +560,7 @@ def test_strategies_reach_every_outcome() -> None:
     @given(state=gate_states())
     def collect(state: dict[str, Any]) -> None:
         update, _ = run_gate(state)
-        [record] = update["handoffs"]
+        [record] = records_of(update)
         seen.add(record.rejection.code if record.rejection else "accepted")
 
     collect()
@@ -571,7 +571,7 @@ def test_strategies_reach_every_outcome() -> None:
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), [1.0, {"x": float("nan")}]],
                          ids=["nan", "inf", "-inf", "nested-nan"])
 def test_a_tool_call_with_a_non_finite_number_is_stored_on_postgresql(value: Any) -> None:
-    from graphs.persistence import open_persistence
+    from handoff.graphs.persistence import open_persistence
     from tests.test_persistence_factory import POSTGRES_URL
 
     args = {"invoice_id": "INV-2002", "amount": value}

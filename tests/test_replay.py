@@ -10,19 +10,25 @@ import pytest
 from langchain_core.messages import messages_to_dict
 from typer.testing import CliRunner
 
-from agents.back_office import BackOffice
-from agents.customer_service import BILLING, GENERAL, TECHNICAL, SupportCaseFile, customer_service_agents
-from agents.offline import OfflineChatModel
-from agents.scripted import ScriptedChatModel
-from cli.main import app
-from graphs.builder import build_handoff_graph
-from graphs.customer_service import build_customer_service_graph
-from graphs.journal import Journal
-from graphs.persistence import Persistence, open_persistence
-from graphs.registry import get_graph
-from graphs.replay import ReplayError, history, replay
-from graphs.session import HandoffSession
-from graphs.settings import StorageSettings
+from handoff.agents.customer_service.back_office import BackOffice
+from handoff.agents.customer_service.specialists import (
+    BILLING,
+    GENERAL,
+    TECHNICAL,
+    SupportCaseFile,
+    customer_service_agents,
+)
+from handoff.agents.offline import OfflineChatModel
+from handoff.agents.scripted import ScriptedChatModel
+from handoff.cli.main import app
+from handoff.graphs.builder import build_handoff_graph
+from handoff.graphs.customer_service import build_customer_service_graph
+from handoff.graphs.journal import Journal
+from handoff.graphs.persistence import Persistence, open_persistence
+from handoff.graphs.registry import get_graph
+from handoff.graphs.session import HandoffSession
+from handoff.graphs.settings import StorageSettings
+from handoff.monitoring.replay import ReplayError, history, replay
 
 DEMO = get_graph("customer-service").demo
 

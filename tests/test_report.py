@@ -9,14 +9,14 @@ import pytest
 from langchain_core.messages.utils import count_tokens_approximately
 from typer.testing import CliRunner
 
-from agents.back_office import BackOffice
-from agents.customer_service import BILLING, GENERAL, TECHNICAL
-from agents.scripted import ScriptedChatModel, calls, tool_call
-from cli.main import app
-from graphs.customer_service import build_customer_service_graph
-from graphs.registry import get_graph
-from graphs.report import HandoffReport, build_report, plot_paths
-from graphs.session import HandoffSession
+from handoff.agents.customer_service.back_office import BackOffice
+from handoff.agents.customer_service.specialists import BILLING, GENERAL, TECHNICAL
+from handoff.agents.scripted import ScriptedChatModel, calls, tool_call
+from handoff.cli.main import app
+from handoff.graphs.customer_service import build_customer_service_graph
+from handoff.graphs.registry import get_graph
+from handoff.graphs.session import HandoffSession
+from handoff.monitoring.report import HandoffReport, build_report, plot_paths
 from tests.helpers import compile_memory
 
 TECH = {"reason": "line keeps dropping", "account_id": "ACC-1001", "symptoms": "drops every evening"}

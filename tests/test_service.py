@@ -12,14 +12,14 @@ import pytest
 from fastapi.testclient import TestClient
 from langgraph.graph import START, StateGraph
 
-from agents.offline import OfflineChatModel
-from graphs.registry import GRAPHS, GraphEntry
-from service.app import create_app
-from service.blocking import BlockingHandoffService
-from service.embedding import HandoffService
-from service.errors import ThreadBusy
-from service.models import DoneEvent
-from state import HandoffState
+from handoff.agents.offline import OfflineChatModel
+from handoff.graphs.registry import GRAPHS, GraphEntry
+from handoff.service.app import create_app
+from handoff.service.blocking import BlockingHandoffService
+from handoff.service.embedding import HandoffService
+from handoff.service.errors import ThreadBusy
+from handoff.service.models import DoneEvent
+from handoff.state import HandoffState
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 HELLO = "Hi, this is Dana, account ACC-1001, postcode 90210."

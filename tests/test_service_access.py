@@ -15,9 +15,9 @@ import uvicorn
 from fastapi.testclient import TestClient
 from playwright.sync_api import expect, sync_playwright
 
-from agents.offline import OfflineChatModel
-from service.app import create_app
-from service.auth import TokenConfigError, parse_tokens
+from handoff.agents.offline import OfflineChatModel
+from handoff.service.app import create_app
+from handoff.service.auth import TokenConfigError, parse_tokens
 from tests.support.service_worker import free_port
 from tests.test_browser import CHROMIUM, CHROMIUM_FLAGS
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agents.offline import OfflineChatModel
-from service.blocking import BlockingHandoffService
+from handoff.agents.offline import OfflineChatModel
+from handoff.service.blocking import BlockingHandoffService
 from tests.support.service_worker import (
     Sent,
     Worker,

@@ -21,11 +21,11 @@ import pytest
 from fastapi.testclient import TestClient
 from langchain_core.messages import HumanMessage
 
-from agents.offline import OfflineChatModel
-from service.app import create_app
-from service.blocking import BlockingHandoffService
-from service.models import StepEvent
-from service.transcript import unfinished
+from handoff.agents.offline import OfflineChatModel
+from handoff.service.app import create_app
+from handoff.service.blocking import BlockingHandoffService
+from handoff.service.models import StepEvent
+from handoff.service.transcript import unfinished
 from tests.support.service_worker import (
     Sent,
     Worker,

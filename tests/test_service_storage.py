@@ -8,7 +8,7 @@ import os
 import psycopg
 import pytest
 
-from service.storage import CheckUnlessFresh
+from handoff.service.storage import CheckUnlessFresh
 
 POSTGRES_URL = os.environ.get("HANDOFF_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 

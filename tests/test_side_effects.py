@@ -26,22 +26,22 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.base import BaseStore
 from langgraph.store.memory import InMemoryStore
 
-from agents.back_office import INVOICES, BackOffice, BackOfficeError
-from agents.content_creation import content_creation_agents
-from agents.customer_service import BILLING, GENERAL
-from agents.ledger import Ledger, LedgerHome
-from agents.ledger_scratch import ScratchLedgerStore
-from agents.offline import OfflineChatModel
-from agents.problem_solving import problem_solving_agents
-from agents.sales import sales_agents
-from agents.scripted import ScriptedChatModel, calls, tool_call
-from agents.tooling import ToolContext
-from graphs.agent_calls import ToolCall
-from graphs.customer_service import build_customer_service_graph
-from graphs.persistence import open_persistence, serializer
-from graphs.registry import get_graph
-from graphs.replay import history, replay
-from graphs.session import HandoffSession
+from handoff.agents.content_creation.specialists import content_creation_agents
+from handoff.agents.customer_service.back_office import INVOICES, BackOffice, BackOfficeError
+from handoff.agents.customer_service.specialists import BILLING, GENERAL
+from handoff.agents.ledger import Ledger, LedgerHome
+from handoff.agents.ledger_scratch import ScratchLedgerStore
+from handoff.agents.offline import OfflineChatModel
+from handoff.agents.problem_solving.specialists import problem_solving_agents
+from handoff.agents.sales.specialists import sales_agents
+from handoff.agents.scripted import ScriptedChatModel, calls, tool_call
+from handoff.agents.tooling import ToolContext
+from handoff.graphs.agent_calls import ToolCall
+from handoff.graphs.customer_service import build_customer_service_graph
+from handoff.graphs.persistence import open_persistence, serializer
+from handoff.graphs.registry import get_graph
+from handoff.graphs.session import HandoffSession
+from handoff.monitoring.replay import history, replay
 from tests.helpers import compile_memory
 from tests.support.service_worker import Worker, post_message, running_workers
 
@@ -147,7 +147,7 @@ def test_a_nan_refund_through_the_graph_is_refused_with_a_message() -> None:
 def tool_results(session: HandoffSession) -> dict[str, str]:
     from langchain_core.messages import ToolMessage
 
-    from graphs.journal import Journal
+    from handoff.graphs.journal import Journal
 
     values = session.graph.get_state(session.config).values
     messages = Journal(session.graph.store, session.thread_id).messages(values["transcript_len"])

@@ -12,13 +12,13 @@ from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.graph.state import CompiledStateGraph
 
-import state.conversation
-from agents.back_office import BackOffice
-from graphs.customer_service import build_customer_service_graph
-from graphs.journal import Journal
-from graphs.persistence import open_persistence
-from graphs.session import HandoffSession
-from state import MESSAGE_WINDOW
+import handoff.state.conversation
+from handoff.agents.customer_service.back_office import BackOffice
+from handoff.graphs.customer_service import build_customer_service_graph
+from handoff.graphs.journal import Journal
+from handoff.graphs.persistence import open_persistence
+from handoff.graphs.session import HandoffSession
+from handoff.state import MESSAGE_WINDOW
 from tests.support.long_conversation import scripted_model, user_lines
 
 EVERY = 3  # a handoff every third turn, so the record window fills early
@@ -67,7 +67,7 @@ def test_checkpoint_storage_grows_linearly(tmp_path: Path) -> None:
 
 
 def test_the_growth_check_detects_an_unbounded_window(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(state.conversation, "MESSAGE_WINDOW", 10_000)
+    monkeypatch.setattr(handoff.state.conversation, "MESSAGE_WINDOW", 10_000)
     sizes = play(tmp_path / "unbounded.sqlite", 60, (30, 60))
     assert not grows_linearly(sizes), sizes
 

@@ -12,7 +12,7 @@ import pytest
 from langgraph.graph.state import CompiledStateGraph
 from langgraph_sdk import Auth, get_sync_client
 
-from service import studio
+from handoff.service import studio
 from tests.support.langgraph_dev import langgraph_dev
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +62,7 @@ def test_langgraph_json_names_the_custom_auth() -> None:
     path, _, attribute = auth["path"].partition(":")
     assert (path, attribute) == ("./service/langgraph_auth.py", "auth")
     assert auth["disable_studio_auth"] is True
-    module = importlib.import_module("service.langgraph_auth")
+    module = importlib.import_module("handoff.service.langgraph_auth")
     assert isinstance(getattr(module, attribute), Auth)
     assert (ROOT / path).resolve() == Path(module.__file__).resolve()
 

@@ -23,19 +23,24 @@ from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.tools import BaseTool
 from langgraph.store.memory import InMemoryStore
 
-from agents.back_office import ACCOUNTS, INVOICES, BackOffice
-from agents.content_creation import ContentCaseFile
-from agents.customer_service import BILLING, GENERAL, SupportCaseFile, customer_service_agents
-from agents.ledger import Ledger
-from agents.sales import SalesCaseFile
-from agents.scripted import ScriptedChatModel, calls, tool_call
-from agents.tooling import ToolContext
-from graphs.agent_calls import ToolCall
-from graphs.customer_service import build_customer_service_graph
-from graphs.gate import GatePolicy, decide
-from graphs.journal import Journal
-from graphs.session import HandoffSession
-from state import CaseFile, CaseFileError, HandoffRequest, checked_update, merge_case_file
+from handoff.agents.content_creation.specialists import ContentCaseFile
+from handoff.agents.customer_service.back_office import ACCOUNTS, INVOICES, BackOffice
+from handoff.agents.customer_service.specialists import (
+    BILLING,
+    GENERAL,
+    SupportCaseFile,
+    customer_service_agents,
+)
+from handoff.agents.ledger import Ledger
+from handoff.agents.sales.specialists import SalesCaseFile
+from handoff.agents.scripted import ScriptedChatModel, calls, tool_call
+from handoff.agents.tooling import ToolContext
+from handoff.graphs.agent_calls import ToolCall
+from handoff.graphs.customer_service import build_customer_service_graph
+from handoff.graphs.gate import GatePolicy, decide
+from handoff.graphs.journal import Journal
+from handoff.graphs.session import HandoffSession
+from handoff.state import CaseFile, CaseFileError, HandoffRequest, checked_update, merge_case_file
 from tests.helpers import compile_memory
 
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "handoff-hypothesis")

@@ -18,17 +18,17 @@ from langchain_core.runnables import RunnableLambda
 from langchain_core.runnables.config import var_child_runnable_config
 from langchain_core.tracers.langchain import LangChainTracer
 
-from agents.back_office import BackOffice
-from agents.customer_service import BILLING, GENERAL, TECHNICAL, SupportCaseFile
-from agents.offline import OfflineChatModel
-from agents.scripted import ScriptedChatModel, calls, tool_call
-from graphs.customer_service import SENSITIVITY, build_customer_service_graph
-from graphs.gate import GATE
-from graphs.human import HUMAN
-from graphs.masking import MASKED, Masker, Sensitivity
-from graphs.persistence import open_persistence
-from graphs.session import HandoffSession
-from graphs.telemetry import (
+from handoff.agents.customer_service.back_office import BackOffice
+from handoff.agents.customer_service.specialists import BILLING, GENERAL, TECHNICAL, SupportCaseFile
+from handoff.agents.offline import OfflineChatModel
+from handoff.agents.scripted import ScriptedChatModel, calls, tool_call
+from handoff.graphs.customer_service import SENSITIVITY, build_customer_service_graph
+from handoff.graphs.gate import GATE
+from handoff.graphs.human import HUMAN
+from handoff.graphs.masking import MASKED, Masker, Sensitivity
+from handoff.graphs.persistence import open_persistence
+from handoff.graphs.session import HandoffSession
+from handoff.graphs.telemetry import (
     TRACE_KEY,
     HandoffTracer,
     TraceOptions,

@@ -24,14 +24,14 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
 from langgraph_sdk import get_sync_client
 
-from agents.back_office import BackOffice
-from agents.customer_service import BILLING, GENERAL, TECHNICAL
-from agents.offline import OfflineChatModel
-from graphs.customer_service import build_customer_service_graph
-from graphs.gate import GATE
-from graphs.human import HUMAN
-from graphs.persistence import serializer
-from graphs.telemetry import flush_traces
+from handoff.agents.customer_service.back_office import BackOffice
+from handoff.agents.customer_service.specialists import BILLING, GENERAL, TECHNICAL
+from handoff.agents.offline import OfflineChatModel
+from handoff.graphs.customer_service import build_customer_service_graph
+from handoff.graphs.gate import GATE
+from handoff.graphs.human import HUMAN
+from handoff.graphs.persistence import serializer
+from handoff.graphs.telemetry import flush_traces
 from tests.support.langgraph_dev import langgraph_dev
 from tests.support.langsmith_collector import LangSmithCollector, tracing_env, tracing_to_local_collector
 

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from agents.customer_service import BILLING, GENERAL, TECHNICAL
-from agents.scripted import ScriptedChatModel, calls, tool_call
-from agents.spec import AgentSpec
-from agents.triggers import CaseFileTrigger, ClassifierTrigger, KeywordTrigger, TriggerContext, first_firing
-from graphs.builder import GraphBuildError, build_handoff_graph
-from graphs.escalation import pending_escalation
-from graphs.gate import GatePolicy
-from graphs.session import HandoffSession
+from handoff.agents.customer_service.specialists import BILLING, GENERAL, TECHNICAL
+from handoff.agents.scripted import ScriptedChatModel, calls, tool_call
+from handoff.agents.spec import AgentSpec
+from handoff.agents.triggers import (
+    CaseFileTrigger,
+    ClassifierTrigger,
+    KeywordTrigger,
+    TriggerContext,
+    first_firing,
+)
+from handoff.graphs.builder import GraphBuildError, build_handoff_graph
+from handoff.graphs.escalation import pending_escalation
+from handoff.graphs.gate import GatePolicy
+from handoff.graphs.session import HandoffSession
 from tests.helpers import agents_in, compile_memory, support_session
 
 
@@ -122,7 +128,7 @@ def test_general_answers_general_questions_without_handoff() -> None:
 
 
 def test_intake_notes_sentiment_in_the_case_file() -> None:
-    from graphs.intake import sentiment_of
+    from handoff.graphs.intake import sentiment_of
 
     assert [sentiment_of(t) for t in ("hello", "it is still not working, again", "this is outrageous")] == [
         "calm", "frustrated", "angry"]

@@ -13,12 +13,12 @@ import json
 import os
 import sys
 
-from agents.back_office import BackOffice
-from agents.customer_service import BILLING, GENERAL
-from agents.scripted import ScriptedChatModel, calls, tool_call
-from graphs.customer_service import build_customer_service_graph
-from graphs.persistence import open_persistence
-from graphs.session import HandoffSession
+from handoff.agents.customer_service.back_office import BackOffice
+from handoff.agents.customer_service.specialists import BILLING, GENERAL
+from handoff.agents.scripted import ScriptedChatModel, calls, tool_call
+from handoff.graphs.customer_service import build_customer_service_graph
+from handoff.graphs.persistence import open_persistence
+from handoff.graphs.session import HandoffSession
 
 REFUND = calls(tool_call("issue_refund", {"invoice_id": "INV-2002"}, "refund_call"))
 

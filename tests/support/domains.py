@@ -10,12 +10,12 @@ from langchain_core.language_models import BaseChatModel
 from langgraph.graph import StateGraph
 from typer.testing import CliRunner
 
-from agents.offline import OfflineChatModel
-from agents.scripted import calls, tool_call
-from cli.main import app
-from graphs.registry import get_graph
-from graphs.session import HandoffSession, TurnResult
-from state import HandoffRecord
+from handoff.agents.offline import OfflineChatModel
+from handoff.agents.scripted import calls, tool_call
+from handoff.cli.main import app
+from handoff.graphs.registry import get_graph
+from handoff.graphs.session import HandoffSession, TurnResult
+from handoff.state import HandoffRecord
 from tests.helpers import compile_memory
 
 

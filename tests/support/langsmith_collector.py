@@ -35,7 +35,7 @@ import pytest
 from langsmith import run_trees
 from langsmith import utils as ls_utils
 
-from graphs.telemetry import flush_traces, forget_masking_clients
+from handoff.graphs.telemetry import flush_traces, forget_masking_clients
 from tests.support.local_http import JsonHandler, serving
 
 TENANT = "00000000-0000-4000-8000-000000000001"

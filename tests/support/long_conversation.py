@@ -17,9 +17,9 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
-from agents.customer_service import BILLING, GENERAL, TECHNICAL
-from agents.prompt_markers import AGENT_MARKER
-from agents.scripted import ScriptedChatModel, tool_call
+from handoff.agents.customer_service.specialists import BILLING, GENERAL, TECHNICAL
+from handoff.agents.prompt_markers import AGENT_MARKER
+from handoff.agents.scripted import ScriptedChatModel, tool_call
 
 CYCLE = (GENERAL, TECHNICAL, BILLING)
 FILLER = (

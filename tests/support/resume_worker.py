@@ -20,12 +20,12 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage
 
-from agents.back_office import BackOffice
-from agents.offline import OfflineChatModel
-from graphs.customer_service import build_customer_service_graph
-from graphs.persistence import open_persistence
-from graphs.session import HandoffSession
-from graphs.settings import StorageSettings
+from handoff.agents.customer_service.back_office import BackOffice
+from handoff.agents.offline import OfflineChatModel
+from handoff.graphs.customer_service import build_customer_service_graph
+from handoff.graphs.persistence import open_persistence
+from handoff.graphs.session import HandoffSession
+from handoff.graphs.settings import StorageSettings
 
 FIRST = "Hi, this is Dana, account ACC-1001, postcode 90210. Call me back on 555-0199 if we get cut off."
 SECOND = "My internet keeps dropping every evening."

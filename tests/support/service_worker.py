@@ -1,7 +1,7 @@
 """Service worker processes for the concurrency and fault tests, and a client that retries like a real one.
 
 Run as ``python -m tests.support.service_worker --port P --db URL --signals DIR``:
-the HTTP service (``service.app.create_app``) under uvicorn, on the offline
+the HTTP service (``handoff.service.app.create_app``) under uvicorn, on the offline
 model wrapped in ``SignalModel``, which obeys markers in the user's message:
 
 - ``[block:NAME]``: on entering the model call, create ``DIR/NAME.entered``,
@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
-from agents.offline import OfflineChatModel
+from handoff.agents.offline import OfflineChatModel
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOCK = re.compile(r"\[block:([\w-]+)\]")
@@ -76,7 +76,7 @@ def main() -> None:
     """Serve the app on ``--port`` over ``--db`` with ``SignalModel``."""
     import uvicorn
 
-    from service.app import create_app
+    from handoff.service.app import create_app
 
     parser = argparse.ArgumentParser(prog="python -m tests.support.service_worker")
     parser.add_argument("--port", type=int, required=True)
@@ -261,8 +261,8 @@ def stored_thread(service: Any, thread_id: str) -> StoredThread:
         service: A ``HandoffService`` on the same database.
         thread_id: The thread.
     """
-    from graphs.journal import Journal
-    from service.transcript import unfinished
+    from handoff.graphs.journal import Journal
+    from handoff.service.transcript import unfinished
 
     info = service.thread(thread_id)
     snapshot = service.graph(info.graph).get_state({"configurable": {"thread_id": thread_id}})

@@ -7,11 +7,11 @@ from typing import Annotated, Any, ClassVar, Literal
 from langchain_core.tools import BaseTool, InjectedToolArg, tool
 from pydantic import Field
 
-from agents.back_office import BackOffice, BackOfficeError
-from agents.spec import AgentSpec, ContextPolicy, HandoffPayload, InitContext
-from agents.tooling import ToolContext
-from agents.triggers import KeywordTrigger, TriggerContext
-from state import CaseFile, InitResult
+from handoff.agents.customer_service.back_office import BackOffice, BackOfficeError
+from handoff.agents.spec import AgentSpec, ContextPolicy, HandoffPayload, InitContext
+from handoff.agents.tooling import ToolContext
+from handoff.agents.triggers import KeywordTrigger, TriggerContext
+from handoff.state import CaseFile, InitResult
 
 GENERAL = "general_support"
 TECHNICAL = "technical_specialist"

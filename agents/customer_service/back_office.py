@@ -13,7 +13,7 @@ import math
 from langgraph.store.base import BaseStore
 from pydantic import BaseModel, ConfigDict
 
-from agents.ledger import LedgerHome, LedgerRecord, ShareRefused
+from handoff.agents.ledger import LedgerHome, LedgerRecord, ShareRefused
 
 
 class Account(BaseModel):

@@ -18,8 +18,9 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -27,13 +28,25 @@ from langchain_core.messages import BaseMessage
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from graphs.escalation import answer_escalation, pending_escalation
-from graphs.human import HUMAN, HumanAnswer
-from graphs.session import HandoffSession
-from graphs.telemetry import TraceOptions
+from handoff.graphs.escalation import answer_escalation, pending_escalation
+from handoff.graphs.human import HUMAN, HumanAnswer
+from handoff.graphs.session import HandoffSession
+from handoff.graphs.telemetry import TraceOptions
 
-if TYPE_CHECKING:
-    from graphs.experiment import ExperimentRecorder
+
+class ConversationRecorder(Protocol):
+    """Where ``evaluate`` also records its run: ``monitoring.experiment.ExperimentRecorder`` (LangSmith).
+
+    A protocol, so this module does not import the experiment module that builds on its types.
+    """
+
+    name: str
+
+    def conversation(self, conversation: LabelledConversation) -> AbstractContextManager[Any]: ...
+
+    def score(self, run: Any, outcome: ConversationOutcome) -> None: ...
+
+    def finish(self, totals: dict[str, Any]) -> ExperimentRef: ...
 
 
 class LabelledTurn(BaseModel):
@@ -147,7 +160,7 @@ def evaluate(
     make_graph: Callable[[], CompiledStateGraph],
     conversations: Iterable[LabelledConversation],
     *,
-    experiment: ExperimentRecorder | None = None,
+    experiment: ConversationRecorder | None = None,
 ) -> EvaluationReport:
     """Play every conversation on a fresh thread and score it.
 
@@ -155,7 +168,7 @@ def evaluate(
         graph_name: The graph's registry name.
         make_graph: A new compiled graph per conversation (its own memory).
         conversations: The labelled conversations.
-        experiment: Also record the run as a LangSmith experiment (graphs/experiment.py).
+        experiment: Also record the run as a LangSmith experiment (monitoring/experiment.py).
     """
     outcomes: list[ConversationOutcome] = []
     trace = TraceOptions.from_env()

@@ -15,7 +15,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from langchain_core.tools import BaseTool, InjectedToolArg, tool
 from pydantic import Field
 
-from agents.content_creation_data import (
+from handoff.agents.content_creation.data import (
     SOURCES,
     TOPIC_AUDIENCE,
     compose_draft,
@@ -24,11 +24,11 @@ from agents.content_creation_data import (
     topic_in,
     word_count,
 )
-from agents.ledger import LedgerHome
-from agents.spec import AgentSpec, ContextPolicy, HandoffPayload, InitContext
-from agents.tooling import ToolContext
-from agents.triggers import KeywordTrigger, TriggerContext
-from state import CaseFile, InitResult
+from handoff.agents.ledger import LedgerHome
+from handoff.agents.spec import AgentSpec, ContextPolicy, HandoffPayload, InitContext
+from handoff.agents.tooling import ToolContext
+from handoff.agents.triggers import KeywordTrigger, TriggerContext
+from handoff.state import CaseFile, InitResult
 
 RESEARCHER = "researcher"
 WRITER = "writer"

@@ -12,8 +12,8 @@ from typing import Annotated, Any, ClassVar, Literal
 from langchain_core.tools import BaseTool, InjectedToolArg, tool
 from pydantic import Field
 
-from agents.ledger import LedgerHome
-from agents.sales_data import (
+from handoff.agents.ledger import LedgerHome
+from handoff.agents.sales.data import (
     PLANS,
     Lead,
     annual_price,
@@ -24,10 +24,10 @@ from agents.sales_data import (
     plan_in,
     volume_discount,
 )
-from agents.spec import AgentSpec, HandoffPayload, InitContext
-from agents.tooling import ToolContext
-from agents.triggers import CaseFileTrigger, TriggerContext
-from state import CaseFile, InitResult
+from handoff.agents.spec import AgentSpec, HandoffPayload, InitContext
+from handoff.agents.tooling import ToolContext
+from handoff.agents.triggers import CaseFileTrigger, TriggerContext
+from handoff.state import CaseFile, InitResult
 
 QUALIFIER = "lead_qualifier"
 SPECIALIST = "product_specialist"

@@ -28,13 +28,13 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.ledger import Ledger
-from agents.ledger_scratch import ScratchLedgerStore
-from graphs.gate import GATE
-from graphs.journal import Journal
-from graphs.session import HandoffSession, TurnResult
-from graphs.telemetry import TraceOptions
-from state import HandoffEvent, records_of, request_of
+from handoff.agents.ledger import Ledger
+from handoff.agents.ledger_scratch import ScratchLedgerStore
+from handoff.graphs.gate import GATE
+from handoff.graphs.journal import Journal
+from handoff.graphs.session import HandoffSession, TurnResult
+from handoff.graphs.telemetry import TraceOptions
+from handoff.state import HandoffEvent, records_of, request_of
 
 
 class ReplayError(ValueError):

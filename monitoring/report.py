@@ -25,8 +25,8 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.base import BaseStore
 from pydantic import BaseModel, ConfigDict, Field
 
-from graphs.journal import Journal
-from state import HandoffRecord, Outcome, records_of
+from handoff.graphs.journal import Journal
+from handoff.state import HandoffRecord, Outcome, records_of
 
 
 class Step(BaseModel):

@@ -30,8 +30,8 @@ from langsmith import Client, trace, tracing_context
 from langsmith.run_trees import RunTree
 from langsmith.utils import LangSmithNotFoundError
 
-from graphs.evaluation import ConversationOutcome, ExperimentRef, LabelledConversation
-from graphs.telemetry import flush_traces
+from handoff.graphs.telemetry import flush_traces
+from handoff.monitoring.evaluation import ConversationOutcome, ExperimentRef, LabelledConversation
 
 EXAMPLE_IDS = uuid.UUID("5f0c3f55-3c1e-4b8e-9a44-2f6f1d0a7e61")
 """Namespace of the deterministic example ids (uuid5)."""

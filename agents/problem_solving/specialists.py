@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal
 from langchain_core.tools import BaseTool, InjectedToolArg, tool
 from pydantic import Field, model_validator
 
-from agents.ledger import LedgerHome
-from agents.problem_solving_data import (
+from handoff.agents.ledger import LedgerHome
+from handoff.agents.problem_solving.data import (
     CAUSES,
     ENVIRONMENT,
     METRICS,
@@ -23,10 +23,10 @@ from agents.problem_solving_data import (
     candidate_plans,
     service_in,
 )
-from agents.spec import AgentSpec, HandoffPayload, InitContext
-from agents.tooling import ToolContext
-from agents.triggers import KeywordTrigger, TriggerContext
-from state import CaseFile, InitResult
+from handoff.agents.spec import AgentSpec, HandoffPayload, InitContext
+from handoff.agents.tooling import ToolContext
+from handoff.agents.triggers import KeywordTrigger, TriggerContext
+from handoff.state import CaseFile, InitResult
 
 CHANGE_IDS = {plan_id: f"CHG-5{plan_id[-2:]}" for plan_id in PLANS}
 """One production change per plan, so a change id is derived from its plan."""

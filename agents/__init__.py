@@ -1,0 +1,1 @@
+"""Agents: AgentSpec and triggers, the model and embedding factories, one subpackage per domain."""

@@ -1,0 +1,1 @@
+"""Content creation: Researcher -> Writer -> Editor, over in-repo sources and a style guide."""

@@ -1,0 +1,1 @@
+"""Customer service: General Support -> Technical Specialist -> Billing Expert, over a fake back office."""

@@ -1,0 +1,1 @@
+"""Problem solving: Problem Analyst -> Solution Designer -> Implementer, over in-repo metrics."""

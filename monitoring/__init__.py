@@ -1,0 +1,1 @@
+"""Monitoring and debugging: reports, drawings, replay (time travel) and routing evaluation."""

@@ -1,0 +1,56 @@
+"""The project installs one import namespace, ``handoff``, and lives beside other agent libraries."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+FOLDERS = ("state", "agents", "graphs", "monitoring", "cli", "service")
+
+
+def test_the_wheel_installs_exactly_one_top_level_package(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--wheel-dir", str(tmp_path), str(ROOT)], check=True, capture_output=True, timeout=300)
+    [wheel] = tmp_path.glob("handoff_agents-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert top == {"handoff"}
+    for folder in FOLDERS:
+        assert any(n.startswith(f"handoff/{folder}/") for n in names), folder
+    assert "handoff/service/static/index.html" in names
+    assert any(n.startswith("handoff/graphs/") and n.endswith(".zdict") for n in names)
+
+
+def test_no_module_imports_a_top_level_name_the_project_no_longer_installs() -> None:
+    for path in [*ROOT.glob("*/**/*.py")]:
+        if ".venv" in path.parts or path.parts[len(ROOT.parts)] not in (*FOLDERS, "tests", "benchmarks", "scripts"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                assert node.module.split(".")[0] not in FOLDERS, f"{path}: from {node.module}"
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    assert alias.name.split(".")[0] not in FOLDERS, f"{path}: import {alias.name}"
+
+
+def test_it_runs_beside_the_openai_agents_sdk_in_one_environment(tmp_path: Path) -> None:
+    """openai-agents (a dev dependency) installs a top-level ``agents``; the project must not care."""
+    env = {**os.environ, "HANDOFF_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": ""}
+    both = subprocess.run([sys.executable, "-c", "import agents, handoff.agents.models as m; "
+                           "print(agents.Agent.__module__, m.__name__)"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert both.returncode == 0, both.stderr[-2000:]
+    assert both.stdout.split() == ["agents.agent", "handoff.agents.models"]
+    run = subprocess.run([str(BIN / "handoff"), "run", "customer-service", "--json",
+                          "--message", "My internet keeps dropping, account ACC-1001"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout)
+    assert result["active_agent"] == "technical_specialist"
