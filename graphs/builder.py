@@ -3,7 +3,7 @@
 Topology (every edge is declared, so Studio and the Mermaid picture show it):
 
     START -> intake -> {active agent | handoff_gate (a rule fired)}
-    agent -> {END (reply) | handoff_gate (one labelled edge per allowed target)}
+    agent -> {END (reply) | handoff_gate (one edge labelled with every agent it may hand to)}
     handoff_gate -> {any agent (the receiver, or the source after a rejection)}
 """
 
@@ -23,11 +23,21 @@ from handoff.graphs.human import HUMAN, make_human_node, with_escalation
 from handoff.graphs.intake import INTAKE, make_intake
 from handoff.graphs.masking import Sensitivity
 from handoff.graphs.retry import MODEL_RETRY
-from handoff.state import CaseFile, HandoffInput, HandoffOutput, HandoffState, request_of
+from handoff.state import CaseFile, HandoffInput, HandoffOutput, HandoffState
 
 REPLY = "reply"
-UNLISTED = "unlisted target"
 RULE_HANDOFF = "rule fired"
+
+
+def handoff_label(targets: Sequence[str]) -> str:
+    """The label of an agent's one edge to the gate: every agent it may hand to.
+
+    One label per source, not one per target: a drawing (LangGraph's ``get_graph``, so Studio)
+    keeps one edge per pair of nodes, and per-target labels to the same gate were merged into
+    one, hiding the others. A request for a target not listed takes the same edge; the gate
+    refuses it.
+    """
+    return "hands to " + ", ".join(targets) if targets else "hands to nobody"
 
 
 class GraphBuildError(ValueError):
@@ -100,6 +110,7 @@ def build_handoff_graph(
     graph = HandoffStateGraph(HandoffState, input_schema=HandoffInput, output_schema=HandoffOutput)
     graph.name = graph.handoff_name = name
     graph.sensitivity = sensitivity
+    graph.agent_specs = dict(specs)
     graph.add_node(INTAKE, make_intake(specs, default_agent=default_agent, case_file_model=case_file_model))
     graph.add_node(GATE, make_gate(specs, case_file_model=case_file_model, policy=policy,
                                    default_agent=default_agent))
@@ -112,9 +123,8 @@ def build_handoff_graph(
                                case_file_model=case_file_model, policy=policy,
                                default_agent=default_agent)
         graph.add_node(spec.name, node, retry_policy=MODEL_RETRY)
-        path_map = {REPLY: END, UNLISTED: GATE}
-        path_map.update({f"to {t}": GATE for t in spec.handoffs})
-        graph.add_conditional_edges(spec.name, _after_agent(spec), path_map)
+        graph.add_conditional_edges(spec.name, _after_agent(spec),
+                                    {REPLY: END, handoff_label(spec.handoffs): GATE})
 
     graph.add_edge(START, INTAKE)
     graph.add_conditional_edges(
@@ -125,11 +135,10 @@ def build_handoff_graph(
 
 
 def _after_agent(spec: AgentSpec):
+    label = handoff_label(spec.handoffs)
+
     def route(state: HandoffState) -> str:
-        request = request_of(state)
-        if request is None:
-            return REPLY
-        return f"to {request.target}" if request.target in spec.handoffs else UNLISTED
+        return REPLY if state.get("pending_handoff") is None else label
 
     route.__name__ = f"after_{spec.name}"
     return route

@@ -16,16 +16,24 @@ in a wrapper around it. ``HandoffStateGraph.compile()`` returns a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
+from langgraph.store.memory import InMemoryStore
 
 from handoff.graphs.boundary import admit
 from handoff.graphs.masking import Sensitivity
 from handoff.graphs.telemetry import run_config
+
+
+class MissingStoreError(ValueError):
+    """A handoff graph compiled with a persistent checkpointer but no store."""
 
 
 class HandoffStateGraph(StateGraph):
@@ -35,9 +43,34 @@ class HandoffStateGraph(StateGraph):
     """Graph name for traces, reports and checkpoint metadata."""
     sensitivity: Sensitivity | None = None
     """What the domain declares sensitive, masked in traces and logs; None declares nothing."""
+    agent_specs: Mapping[str, Any] = MappingProxyType({})
+    """The agents the graph was built from, by name (``AgentSpec``s), for drawings and reports."""
 
-    def compile(self, *args: Any, **kwargs: Any) -> CompiledHandoffGraph:  # type: ignore[override]
-        compiled = super().compile(*args, **kwargs)
+    def compile(self, checkpointer: Any = None, *, store: BaseStore | None = None,
+                **kwargs: Any) -> CompiledHandoffGraph:  # type: ignore[override]
+        """``StateGraph.compile``, with the handoff guarantees, and never without a transcript.
+
+        The full transcript, the handoff log and the side-effect ledger live in a LangGraph
+        store. Compiled the usual LangGraph way, with only a checkpointer, a graph would drop
+        them silently; so an in-memory checkpointer (or none: Studio and the LangGraph server
+        attach their own checkpointer and store to every run) gets an in-memory store that
+        lives as long as it does, and a persistent checkpointer without a store is refused.
+
+        Raises:
+            MissingStoreError: a persistent checkpointer and no store.
+        """
+        if store is None:
+            if checkpointer is None or checkpointer is True or checkpointer is False \
+                    or isinstance(checkpointer, InMemorySaver):
+                store = InMemoryStore()
+            else:
+                raise MissingStoreError(
+                    f"{self.handoff_name}: a {type(checkpointer).__name__} keeps the conversation's state, "
+                    "but its full transcript, handoff log and side-effect ledger need a LangGraph store "
+                    "that lasts as long: compile(checkpointer=..., store=...); "
+                    "handoff.graphs.persistence.open_persistence(url) opens both for one URL"
+                )
+        compiled = super().compile(checkpointer, store=store, **kwargs)
         # LangGraph builds the compiled class itself; the subclass adds behaviour only, no state,
         # so copies (``with_config``, ``copy``) made through ``self.__class__`` keep it.
         compiled.__class__ = CompiledHandoffGraph

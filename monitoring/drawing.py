@@ -11,6 +11,7 @@ pulled towards each node's neighbours.
 
 from __future__ import annotations
 
+import textwrap
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +83,7 @@ def topology(graph: Any) -> Topology:
     for e in drawable.edges:
         key = (e.source, e.target)
         labels = list(routes.get(key) or ([str(e.data)] if e.data else []))
-        labels.sort(key=lambda s: (not s.startswith("to "), s))
+        labels.sort(key=lambda s: (not s.startswith("hands to "), s))
         old = edges.get(key)
         merged = tuple(dict.fromkeys([*(old.labels if old else ()), *labels]))
         edges[key] = DrawEdge(e.source, e.target, merged, e.conditional or bool(old and old.conditional))
@@ -221,7 +222,7 @@ def write_png(graph: Any, path: str | Path, *, dpi: int = 150) -> Path:
         if e.labels:
             (x0, y0), (x1, y1) = points[0], points[1]
             at = 1.0 if len(points) > 2 else 0.3  # a bend of a long edge, or near the source
-            ax.text(x0 + (x1 - x0) * at, y0 + (y1 - y0) * at, "\n".join(e.labels), fontsize=7.5,
+            ax.text(x0 + (x1 - x0) * at, y0 + (y1 - y0) * at, "\n".join(_wrapped(label) for label in e.labels), fontsize=7.5,
                     ha="center", va="center", color="#1f2937", zorder=3,
                     bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "#d1d5db", "lw": 0.6})
     for node in topo.nodes:
@@ -251,6 +252,11 @@ def _curved(topo: Topology, reversed_edges: set[tuple[str, str]]) -> set[tuple[s
         else:
             curved.add(key)
     return curved
+
+
+def _wrapped(label: str, width: int = 22) -> str:
+    """A label on lines of at most ``width`` characters, so labels of neighbouring edges do not overlap."""
+    return "\n".join(textwrap.wrap(label, width, break_long_words=False)) or label
 
 
 def _width(node: str) -> float:

@@ -188,3 +188,28 @@ def test_two_handoff_turns_on_a_plain_in_memory_saver_log_no_unregistered_type(s
     log = done.stdout + done.stderr
     assert "unregistered type" not in log
     assert "Blocked deserialization" not in log
+
+
+def test_compiled_with_only_an_in_memory_checkpointer_the_transcript_is_kept() -> None:
+    from handoff.graphs.journal import Journal
+
+    graph = build_customer_service_graph().compile(checkpointer=InMemorySaver())
+    texts = ("Hi, this is Dana, account ACC-1001, postcode 90210.", "My internet keeps dropping every evening.")
+    for text in texts:
+        graph.invoke({"messages": [("user", text)]}, config())
+    values = graph.get_state(config()).values
+    transcript = Journal(graph.store, "t").messages(values["transcript_len"])
+    assert [str(m.content) for m in transcript if isinstance(m, HumanMessage)] == list(texts)
+    assert len(Journal(graph.store, "t").records(values["handoff_count"])) == values["handoff_count"] >= 1
+
+
+def test_a_persistent_checkpointer_without_a_store_is_refused_clearly(tmp_path: Path) -> None:
+    import sqlite3
+
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    from handoff.graphs.compiled import MissingStoreError
+
+    saver = SqliteSaver(sqlite3.connect(str(tmp_path / "c.sqlite"), check_same_thread=False))
+    with pytest.raises(MissingStoreError, match=r"SqliteSaver.*store=.*open_persistence"):
+        build_customer_service_graph().compile(checkpointer=saver)
