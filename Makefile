@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test serve bench bench-load clean
+.PHONY: demo test serve bench bench-load bench-router clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ serve: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m benchmarks.storage
+
+bench-router: $(STAMP)
+	$(BIN)/python -m benchmarks.semantic_trigger
 
 bench-load: $(STAMP)
 	bash scripts/ensure-services.sh

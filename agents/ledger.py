@@ -95,7 +95,18 @@ def records_namespace(kind: str, group: str | None = None) -> tuple[str, ...]:
 
 
 def facts_namespace(thread_id: str) -> tuple[str, ...]:
-    return (*LEDGER, "facts", thread_id)
+    return (*LEDGER, "facts", store_label(thread_id))
+
+
+def store_label(thread_id: str) -> str:
+    """``thread_id`` as one label of a LangGraph store namespace, which may not contain a dot: ``%`` and
+    ``.`` are percent-encoded, so ``order.42`` and ``order%2E42`` stay apart.
+
+    Ids without ``.`` or ``%`` (every id the project generates) are unchanged, so existing
+    transcripts and facts keep their namespace. The journal uses it too (graphs/journal.py); it lives
+    here, in the lower layer, because the ledger may not import the graphs.
+    """
+    return thread_id.replace("%", "%25").replace(".", "%2E")
 
 
 def _ids_namespace(record_id: str) -> tuple[str, ...]:

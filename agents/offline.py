@@ -1,46 +1,57 @@
 """The offline model: deterministic, labelled, and tool-calling like a real one.
 
-It needs no key and no network. It reads the same system prompt, messages and
-bound tools a real model gets, and decides by plain rules:
+It needs no key and no network. It reads the same system prompt, messages and bound tools a real
+model gets, and acts like a careful agent, by plain rules:
 
-1. call its own tools whose "Use when:" words appear in the user's message,
-   filling arguments from the case file and the conversation;
-2. hand off with a ``transfer_to_<agent>`` tool when the user's words match
-   that agent's topics better than its own;
-3. otherwise answer, saying plainly that the answer comes from the offline
-   model and reporting what its tools returned.
+1. a customer who asks for a person gets one (``transfer_to_human``), judged by wording and meaning,
+   not by a word such as "manager" said in passing (agents/person_request.py);
+2. it calls its own tools whose "Use when:" words the message stands for (agents/offline_lexicon.py
+   puts everyday phrases into those plain words);
+3. it hands off with a ``transfer_to_<agent>`` tool when the message is for a colleague, by the
+   colleague's topics or, failing those, by meaning with the offline embedder
+   (agents/offline_meaning.py);
+4. when that handoff needs a field the conversation does not hold, it asks for exactly that field by
+   its human name; when the field arrives it carries on with the earlier request, which it reads back
+   from the transcript (so it survives turns and restarts with no state of its own);
+5. otherwise it answers from its tool results and says what happens next (agents/offline_replies.py):
+   an id the systems do not know becomes a question, a refused handoff is explained without internal
+   error text, and the customer's words are never echoed back.
+
+Every answer starts with ``[offline model]`` and says that no LLM was called.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.messages import (
-    AIMessage,
-    BaseMessage,
-    HumanMessage,
-    ToolMessage,
-)
+from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.outputs import ChatGeneration, ChatResult
 
-from handoff.agents.prompt_markers import (
-    BRIEFING_MARKER,
-    CASE_FILE_MARKER,
-    JUST_RECEIVED,
-    TOPICS_MARKER,
+from handoff.agents.offline_fields import Sources, fill, not_found, stems
+from handoff.agents.offline_meaning import HUMAN, Choice, colleague_for, own_tool_by_meaning, own_tools_for
+from handoff.agents.offline_reading import (
+    TRANSFER_PREFIX,
+    Reading,
+    description_of,
+    read,
+    target_of,
+    title_of,
 )
-from handoff.agents.tool_calling_fake import ToolCallingFakeModel, agent_of, system_text
+from handoff.agents.offline_replies import OFFLINE_LABEL, Ask, answer, asked_before
+from handoff.agents.person_request import asks_for_a_person
+from handoff.agents.tool_calling_fake import ToolCallingFakeModel
 
-OFFLINE_LABEL = "[offline model]"
-TRANSFER_PREFIX = "transfer_to_"
-ID_TOKEN = re.compile(r"\b([A-Z]{2,5})-(\d{2,})\b")
-NUMBER = re.compile(r"(?<![\w-])\$?(\d+(?:\.\d+)?)")
+__all__ = ["OFFLINE_LABEL", "TRANSFER_PREFIX", "OfflineChatModel", "decide"]
+
+PERSON_REASON = "The customer asked to talk to a person."
+NOT_FOUND_SAID = re.compile(r"I can't find [\w ]+? (\S+) in our records")
+HANDED_BY = re.compile(r"^From (?P<title>.+?) \(\w+ handoff\)")
+REFUSED_NOTICE = re.compile(r"Your handoff to (?P<target>\w+) was refused: (?P<why>.*)")
+FIELD_REQUIRED = re.compile(r"\b([a-z][a-z0-9_]*): Field required")
 
 
 class OfflineChatModel(ToolCallingFakeModel):
@@ -71,170 +82,152 @@ class OfflineChatModel(ToolCallingFakeModel):
 
 
 def decide(messages: Sequence[BaseMessage], tools: Sequence[dict[str, Any]]) -> AIMessage:
-    """The offline model's whole policy, as a pure function."""
-    system = system_text(messages)
-    me = agent_of(system)
-    case = _case_file(system)
-    human_at = max((i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=-1)
-    user = str(messages[human_at].content) if human_at >= 0 else ""
-    history = " ".join(str(m.content) for m in messages if isinstance(m, HumanMessage))
-    this_turn = messages[human_at + 1 :]
-    mine = [m for m in this_turn if isinstance(m, AIMessage) and (m.name or "") == me]
-    called = {tc["name"] for m in mine for tc in m.tool_calls}
-    results = {m.tool_call_id: m for m in this_turn if isinstance(m, ToolMessage)}
-    my_calls = [tc for m in mine for tc in m.tool_calls]
-
-    transfers = [t for t in tools if t["name"].startswith(TRANSFER_PREFIX)]
-    own = [t for t in tools if not t["name"].startswith(TRANSFER_PREFIX)]
-
-    if not any(c["name"].startswith(TRANSFER_PREFIX) for c in my_calls):
-        wanted = [
-            t for t in own if t["name"] not in called and _matches(_hint(t, "Use when:"), user)
-        ]
-        calls = [c for t in wanted if (c := _call(t, case, user, history)) is not None]
-        if calls:
-            return AIMessage(content="", tool_calls=calls, name=me or None)
-
-        own_score = len(_matches(_line_after(system, TOPICS_MARKER), user))
-        scored = [(len(_matches(_hint(t, "Topics:"), user)), t) for t in transfers]
-        best = max(scored, key=lambda s: s[0], default=(0, None))
-        if best[1] is not None and best[0] > own_score:
-            words = ", ".join(_matches(_hint(best[1], "Topics:"), user))
-            call = _call(best[1], case, user, history, reason=f"The request is about {words}.")
-            if call is not None:
-                return AIMessage(content="", tool_calls=[call], name=me or None)
-
-    handed_over = JUST_RECEIVED in system
-    text = _answer(system, me, handed_over, user, case, my_calls, results)
-    return AIMessage(content=text, name=me or None)
+    """The offline model's whole policy, as a pure function of the prompt and the bound tools."""
+    reading = read(messages, tools)
+    step = _settle(reading) if reading.transferred else _act(reading)
+    if isinstance(step, AIMessage):
+        return step
+    return AIMessage(content=answer(reading, ask=step), name=reading.me or None)
 
 
-def _answer(
-    system: str,
-    me: str,
-    handed_over: bool,
-    user: str,
-    case: dict[str, Any],
-    my_calls: list[dict[str, Any]],
-    results: dict[str, ToolMessage],
-) -> str:
-    title = me.replace("_", " ").title() or "Assistant"
-    parts = [f"{OFFLINE_LABEL} {title} here (deterministic offline model, no LLM was called)."]
-    briefing = _line_after(system, BRIEFING_MARKER)
-    if briefing and handed_over:
-        pieces = briefing.split(" | ")
-        kept = [pieces[0], *(p for p in pieces[1:] if p.startswith("On arrival"))]
-        parts.append(f"I have taken over. {' '.join(p.rstrip('.') + '.' for p in kept)}")
-    for call in my_calls:
-        result = results.get(call["id"])
-        if result is None:
+def _act(reading: Reading) -> AIMessage | Ask | None:
+    """A tool call to make, a field to ask for, or None (just answer)."""
+    person = next((t for t in reading.transfers if target_of(t) == HUMAN), None)
+    if person is not None and asks_for_a_person(reading.user):
+        return _calls(reading, fill(person, _sources(reading, reading.user, reason=PERSON_REASON)).call(reading.user))
+
+    # A receiver carries on with what it was handed ("my wifi keeps cutting out") as well as this message.
+    request = f"{reading.user} {reading.handed_request}".strip()
+    sources = _sources(reading, request)
+    calls = [filled.call(reading.user) for tool in own_tools_for(reading, request)
+             if (filled := fill(tool, sources)).complete]
+    if calls:
+        return _calls(reading, *calls)
+
+    # A colleague that just handed this customer's message over judged it to be for this agent: only its
+    # words, not a closeness of meaning, move it on again (and never straight back).
+    exclude = _handed_by(reading) if reading.just_received else frozenset()
+    judged = reading.handed_request.startswith("User said:")
+    choice = colleague_for(reading, reading.user, exclude=exclude, by_meaning=not judged)
+    about = reading.user
+    if choice is None or choice.by == "meaning":
+        tool = own_tool_by_meaning(reading, request, floor=choice.closeness if choice else 0.0)
+        if tool is not None and (filled := fill(tool, sources)).complete:
+            return _calls(reading, filled.call(reading.user))
+    if choice is None and not reading.just_received:
+        choice, about = _waiting(reading)
+    if choice is None:
+        return _refused_by_rule(reading)
+    filled = fill(choice.tool, _sources(reading, about, reason=choice.reason, handoff=True))
+    if filled.complete:
+        return _calls(reading, filled.call(about))
+    helper = _producer(reading, filled.missing, _sources(reading, about))
+    if helper is not None:
+        return _calls(reading, helper)
+    if reading.tool_texts() and not not_found(reading.tool_texts()):
+        return None  # this turn's results come first; the case file holds them by the next turn
+    return Ask(choice.tool, filled.missing)
+
+
+def _calls(reading: Reading, *calls: dict[str, Any]) -> AIMessage:
+    return AIMessage(content="", tool_calls=list(calls), name=reading.me or None)
+
+
+def _refused_by_rule(reading: Reading) -> Ask | None:
+    """A rule's handoff the gate refused for missing fields (the NOTICE): ask for exactly those."""
+    found = REFUSED_NOTICE.search(reading.notice)
+    if found is None:
+        return None
+    transfer = next((t for t in reading.transfers if target_of(t) == found.group("target")), None)
+    fields = [m.group(1) for m in FIELD_REQUIRED.finditer(found.group("why"))]
+    known = [f for f in fields if transfer and f in transfer.get("parameters", {}).get("properties", {})]
+    if transfer is None or not known:
+        return None
+    return Ask(transfer, tuple(dict.fromkeys(known)))
+
+
+def _settle(reading: Reading) -> AIMessage | None:
+    """After a refused handoff: run this agent's own tool that settles the refusal's reason, if one can
+    run now ("the lead is not qualified" -> qualify_lead); otherwise just answer."""
+    why = " ".join(text for c in reading.my_calls if c["name"].startswith(TRANSFER_PREFIX)
+                   and (text := reading.result_of(c)) and "precondition_failed" in text).lower()
+    if not why:
+        return None
+    sources = _sources(reading, reading.user)
+    for tool in reading.own:
+        if tool["name"] in reading.called:
             continue
-        if call["name"].startswith(TRANSFER_PREFIX):
-            parts.append(f"The handoff was refused: {result.content}")
-        else:
-            parts.append(f"{call['name']} says: {result.content}")
-    if not my_calls:
-        parts.append(f"You said: {user[:200]!r}.")
-        facts = ", ".join(f"{k}={v}" for k, v in case.items() if v not in (None, "", []))
-        if facts:
-            parts.append(f"On file: {facts}.")
-    return " ".join(parts)
-
-
-def _call(
-    tool: dict[str, Any],
-    case: dict[str, Any],
-    user: str,
-    history: str,
-    reason: str | None = None,
-) -> dict[str, Any] | None:
-    """A tool call with every required argument filled, or None if one cannot be."""
-    params = tool.get("parameters", {})
-    args: dict[str, Any] = {}
-    required = set(params.get("required", []))
-    for name, schema in params.get("properties", {}).items():
-        value = _fill(name, schema, case, user, history, reason, free_text=name in required)
-        if value is not None:
-            args[name] = value
-    if any(r not in args for r in params.get("required", [])):
-        return None
-    digest = hashlib.sha1(f"{tool['name']}|{user}|{sorted(args.items())}".encode()).hexdigest()
-    call_id = f"offline_{digest[:12]}"
-    return {"name": tool["name"], "args": args, "id": call_id, "type": "tool_call"}
-
-
-def _fill(
-    name: str,
-    schema: dict[str, Any],
-    case: dict[str, Any],
-    user: str,
-    history: str,
-    reason: str | None,
-    *,
-    free_text: bool,
-) -> Any:
-    """A value for one argument. Free text (the user's words) fills only required
-    fields; optional ones come from the case file, a pattern or an id token."""
-    kind = schema.get("type") or next(
-        (s.get("type") for s in schema.get("anyOf", []) if s.get("type") != "null"), "string"
-    )
-    if name == "reason" and reason:
-        return reason
-    if name == "summary":
-        return f"User said: {user[:300]}"
-    if case.get(name) not in (None, "", []):
-        return case[name]
-    pattern = schema.get("pattern") or next(
-        (s["pattern"] for s in schema.get("anyOf", []) if s.get("pattern")), None
-    )
-    if pattern:
-        pattern = pattern.lstrip("^").rstrip("$")
-        found = re.search(rf"\b{pattern}\b", user) or re.search(rf"\b{pattern}\b", history)
-        return found.group(0) if found else None
-    if name.endswith("_id"):
-        prefix = name[:3].upper()
-        for text in (user, history):
-            for token_prefix, digits in ID_TOKEN.findall(text):
-                if token_prefix.startswith(prefix):
-                    return f"{token_prefix}-{digits}"
-        return None
-    if not free_text:
-        return None
-    if kind in ("number", "integer"):
-        found = NUMBER.search(user)
-        if not found:
-            return None
-        return float(found.group(1)) if kind == "number" else int(float(found.group(1)))
-    if kind == "boolean":
-        return None
-    if kind == "array":
-        return [user[:200]]
-    if kind == "string" and "enum" not in schema:
-        return user[:300]
+        words = {w[:6] for w in re.findall(r"[a-z]{5,}", f"{tool['name']} {description_of(tool)}".lower())}
+        if any(w in why for w in words) and (filled := fill(tool, sources)).complete:
+            return _calls(reading, filled.call(reading.user))
     return None
 
 
-def _hint(tool: dict[str, Any], marker: str) -> str:
-    return _line_after(tool.get("description", ""), marker)
+def _producer(reading: Reading, missing: tuple[str, ...], sources: Sources) -> dict[str, Any] | None:
+    """A call of this agent's own tool that would produce a missing handoff field (a designer chooses the
+    plan the implementer needs before asking anyone for it), if one can be made now."""
+    for tool in reading.own:
+        if tool["name"] in reading.called:
+            continue
+        described = set(re.findall(r"[a-z]{4,}", description_of(tool).lower()))
+        if not any(stem in described for field in missing for stem in stems(field)):
+            continue
+        filled = fill(tool, sources)
+        if filled.complete:
+            return filled.call(reading.user)
+    return None
 
 
-def _line_after(text: str, marker: str) -> str:
-    at = text.find(marker)
-    if at < 0:
-        return ""
-    return text[at + len(marker) :].split("\n", 1)[0].strip()
+def _sources(reading: Reading, about: str, *, reason: str | None = None, handoff: bool = False) -> Sources:
+    """Where arguments come from. Only a handoff takes ids from this turn's tool results (the plan the
+    designer just chose); an own tool acts on what the customer said or the case file holds, never on
+    an id it merely saw in a listing."""
+    return Sources(case=reading.case, user=about, history=reading.history, current=reading.user,
+                   found=" ".join(reading.tool_texts()) if handoff else "", reason=reason,
+                   summary=f"User said: {about[:300]}", refused_ids=_refused_ids(reading))
 
 
-def _matches(words_line: str, text: str) -> list[str]:
-    words = [w.strip().lower() for w in words_line.split(",") if w.strip()]
-    lowered = text.lower()
-    return [w for w in words if re.search(rf"\b{re.escape(w)}", lowered)]
+def _refused_ids(reading: Reading) -> frozenset[str]:
+    """Ids a tool said do not exist, this turn or (as the offline model told the customer) earlier."""
+    now = {value for _, value in not_found(reading.tool_texts())}
+    said = {m.group(1) for e in reading.exchanges if e.reply for m in NOT_FOUND_SAID.finditer(e.reply)}
+    return frozenset(now | said) - _given_again(reading)
 
 
-def _case_file(system: str) -> dict[str, Any]:
-    raw = _line_after(system, CASE_FILE_MARKER)
-    try:
-        value = json.loads(raw) if raw else {}
-    except json.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
+def _given_again(reading: Reading) -> set[str]:
+    """Ids the customer repeats in this very message: looked up again rather than refused unseen."""
+    if reading.tool_texts():
+        return set()
+    return {token.upper() for token in re.findall(r"\b[A-Za-z]{2,5}-\d{2,}\b", reading.user)}
+
+
+def _handed_by(reading: Reading) -> frozenset[str]:
+    """The colleague that just handed this conversation over: not handed straight back."""
+    found = HANDED_BY.match(reading.briefing)
+    if not found:
+        return frozenset()
+    return frozenset(target_of(t) for t in reading.transfers if title_of(t) == found.group("title"))
+
+
+def _waiting(reading: Reading) -> tuple[Choice | None, str]:
+    """The request this agent asked a field for and is still waiting on, read back from the transcript.
+
+    Walks back over this agent's latest replies while they ask for a colleague's fields; the request is
+    the latest customer message in that run that is for the colleague (else the run's first message).
+    """
+    run = []
+    title = None
+    for exchange in reversed(reading.exchanges):
+        asked = asked_before(exchange.reply or "")
+        if asked is None or (title is not None and asked != title):
+            break
+        title = asked
+        run.append(exchange.user)
+    tool = next((t for t in reading.transfers if title is not None and title_of(t) == title), None)
+    if tool is None:
+        return None, reading.user
+    for text in run:
+        choice = colleague_for(reading, text)
+        if choice is not None and choice.tool["name"] == tool["name"]:
+            return choice, text
+    return Choice(tool=tool, words=(), closeness=0.0, by="transcript"), run[-1]

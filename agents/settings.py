@@ -21,6 +21,8 @@ class ModelSettings(BaseSettings):
     model: str = Field(default="gpt-4o-mini", alias="HANDOFF_MODEL", min_length=1)
     fallback_model: str | None = Field(default=None, alias="HANDOFF_FALLBACK_MODEL")
     timeout_s: float = Field(default=60.0, gt=0, alias="HANDOFF_MODEL_TIMEOUT")
+    """Seconds one model call may take in all (a deadline over the whole response, streamed or not,
+    not per chunk received); a missed deadline is retried like a timeout (graphs/retry.py)."""
     max_retries: int = Field(default=0, ge=0, le=10, alias="HANDOFF_MODEL_RETRIES")
     """Client-side retries; 0 by default because LangGraph's RetryPolicy on each agent
     node retries transient errors with backoff (graphs/retry.py)."""

@@ -1,64 +1,45 @@
-"""The Typer app and what every command shares: sessions, errors, output."""
+"""The Typer app and what every command shares: top-level options, output, errors."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from handoff.agents.models import ModelConfigError, load_settings, make_chat_model
-from handoff.graphs.persistence import PersistenceError, open_persistence
-from handoff.graphs.registry import UnknownGraphError, get_graph
-from handoff.graphs.session import HandoffSession, TurnResult
-from handoff.graphs.settings import StorageSettings
+from handoff.cli import logs
+from handoff.cli.errors import CliError, Options, cli_errors, err, fail
+from handoff.graphs.session import TurnResult
 from handoff.state import HandoffEvent
+
+__all__ = ["CliError", "DbOpt", "GraphArg", "ThreadOpt", "app", "cli_errors", "err", "fail", "out",
+           "show_event", "show_reply"]
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Specialist agents that hand a conversation to one another.")
 out = Console()
-err = Console(stderr=True)
 
 GraphArg = Annotated[str, typer.Argument(help="Graph name; see `handoff graphs`.")]
 ThreadOpt = Annotated[str | None, typer.Option("--thread", help="Resume this conversation.")]
 DbOpt = Annotated[str | None, typer.Option("--db", help="memory, a .sqlite path, or postgresql://...")]
 
 
-class CliError(Exception):
-    """An error to print on stderr with exit code 2."""
+@app.callback()
+def main(
+    ctx: typer.Context,
+    debug: Annotated[bool, typer.Option(
+        "--debug", envvar="HANDOFF_DEBUG",
+        help="Show the graph's warnings and every error's traceback (otherwise an error is one line).",
+    )] = False,
+) -> None:
+    """Specialist agents that hand a conversation to one another.
 
-
-@contextmanager
-def open_session(graph_name: str, thread: str | None, db: str | None) -> Iterator[HandoffSession]:
-    settings = StorageSettings()
-    entry = get_graph(graph_name)
-    model = make_chat_model(load_settings())
-    # The back office records refunds and tickets in the conversation's own store, so an
-    # in-memory conversation's side effects vanish with it and a file's outlive the process.
-    with open_persistence(db or settings.db_url) as persistence:
-        graph = entry.build(model=model).compile(
-            checkpointer=persistence.checkpointer, store=persistence.store
-        )
-        yield HandoffSession(graph, thread)
-
-
-def fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(2)
-
-
-@contextmanager
-def cli_errors() -> Iterator[None]:
-    try:
-        yield
-    except (UnknownGraphError, ModelConfigError, PersistenceError, CliError) as exc:
-        fail(str(exc))
-    except ValidationError as exc:
-        fail("; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors()))
+    Exit codes: 0 done, 1 unexpected failure, 2 bad input or settings, 3 thread busy, 130 Ctrl-C.
+    """
+    Options.debug = debug
+    handler = logs.install(debug)
+    ctx.call_on_close(lambda: logs.uninstall(handler))
 
 
 def show_event(event: HandoffEvent) -> None:

@@ -15,9 +15,11 @@ from rich.table import Table
 from handoff.agents.models import load_settings, make_chat_model
 from handoff.agents.offline import OfflineChatModel
 from handoff.cli.app import CliError, DbOpt, app, cli_errors, err, out, show_event, show_reply
-from handoff.graphs.persistence import Persistence, open_persistence
+from handoff.cli.display import shown
+from handoff.cli.storage import open_store
+from handoff.cli.turns import checked_thread
+from handoff.graphs.persistence import Persistence
 from handoff.graphs.registry import GRAPHS, get_graph
-from handoff.graphs.settings import StorageSettings
 from handoff.graphs.telemetry import GRAPH_KEY
 from handoff.monitoring.replay import ReplayError, history, replay
 from handoff.monitoring.report import HandoffReport, build_report, plot_paths
@@ -53,10 +55,12 @@ def compile_graph(name: str, persistence: Persistence, *, model: Any) -> Compile
 @app.command("history")
 def history_cmd(thread: ThreadArg, graph: GraphOpt = None, as_json: JsonOpt = False, db: DbOpt = None) -> None:
     """List a thread's checkpoints with the active agent and the last handoff at each."""
-    with cli_errors(), open_persistence(db or StorageSettings().db_url) as persistence:
-        name = graph_of_thread(persistence, thread, graph)
-        compiled = compile_graph(name, persistence, model=OfflineChatModel())
-        checkpoints = history(compiled, thread)
+    with cli_errors():
+        thread = checked_thread(thread, "THREAD")
+        with open_store(db) as persistence:
+            name = graph_of_thread(persistence, thread, graph)
+            compiled = compile_graph(name, persistence, model=OfflineChatModel())
+            checkpoints = history(compiled, thread)
     if as_json:
         _print_json([c.model_dump(mode="json") | {"before_handoff": c.before_handoff} for c in checkpoints])
         return
@@ -93,8 +97,10 @@ def replay_cmd(
     the fork. Tools run against a scratch copy of the back office's ledger (graphs/replay.py).
     """
     with cli_errors():
+        thread = checked_thread(thread, "THREAD")
+        fork_id = checked_thread(fork_id, "--as")
         try:
-            with open_persistence(db or StorageSettings().db_url) as persistence:
+            with open_store(db) as persistence:
                 name = graph_of_thread(persistence, thread, graph)
                 compiled = compile_graph(name, persistence, model=make_chat_model(load_settings()))
                 result = replay(compiled, thread, checkpoint, message=message, new_thread_id=fork_id,
@@ -120,7 +126,8 @@ def report_cmd(
     with cli_errors():
         if thread and all_threads:
             raise CliError("give --thread ID or --all, not both")
-        with open_persistence(db or StorageSettings().db_url) as persistence:
+        thread = checked_thread(thread)
+        with open_store(db) as persistence:
             try:
                 report = build_report(persistence.checkpointer, persistence.store,
                                       [thread] if thread else None)
@@ -153,8 +160,9 @@ def show_report(report: HandoffReport) -> None:
     for column in ("graph", "turns", "handoffs", "accepted", "rejected", "failed", "hops", "bounces", "path"):
         conversations.add_column(column, overflow="fold")
     for c in report.conversations:
-        conversations.add_row(c.thread_id, c.graph or "", str(c.turns), str(c.handoffs), str(c.accepted),
-                              str(c.rejected), str(c.failed), str(c.hops), str(c.bounces), " -> ".join(c.path))
+        conversations.add_row(shown(c.thread_id), c.graph or "", str(c.turns), str(c.handoffs),
+                              str(c.accepted), str(c.rejected), str(c.failed), str(c.hops), str(c.bounces),
+                              " -> ".join(c.path))
     pairs = Table("from", "to", "handoffs", "accepted", "rejected", "failed", "bounces", "latency ms mean",
                   "latency ms max", title="Handoffs per pair")
     for p in report.pairs:

@@ -12,8 +12,9 @@ import typer
 from rich.table import Column, Table
 
 from handoff.cli.app import DbOpt, app, cli_errors, out
-from handoff.graphs.persistence import list_threads, open_persistence
-from handoff.graphs.settings import StorageSettings
+from handoff.cli.display import shown
+from handoff.cli.storage import open_store
+from handoff.graphs.persistence import list_threads
 
 
 @app.command()
@@ -23,7 +24,7 @@ def threads(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
 ) -> None:
     """List stored conversations, most recently active first; resume one with `chat GRAPH --thread ID`."""
-    with cli_errors(), open_persistence(db or StorageSettings().db_url) as persistence:
+    with cli_errors(), open_store(db) as persistence:
         found = list_threads(persistence.checkpointer, limit=limit)
     if as_json:
         sys.stdout.write(json.dumps([asdict(t) for t in found], indent=2) + "\n")
@@ -35,7 +36,8 @@ def threads(
                   "handoffs", Column("updated", no_wrap=True),
                   box=None, pad_edge=False, padding=(0, 1, 0, 0), header_style="bold")
     for t in found:
-        table.add_row(t.thread_id, t.active_agent, str(t.turns), str(t.handoffs), _local_time(t.updated_at))
+        table.add_row(shown(t.thread_id), shown(t.active_agent), str(t.turns), str(t.handoffs),
+                      _local_time(t.updated_at))
     out.print(table)
 
 

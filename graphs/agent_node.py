@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import logging
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,14 +16,24 @@ from langgraph.errors import GraphBubbleUp
 from langgraph.runtime import Runtime
 from langgraph.store.base import BaseStore
 
+from handoff.agents.models import call_deadline
 from handoff.agents.spec import AgentSpec
 from handoff.agents.tooling import ToolContext
-from handoff.graphs.agent_calls import ModelCall, Steps, ToolCall, adrive, drive, tool_note
+from handoff.graphs.agent_calls import ModelCall, Steps, ToolCall, adrive, drive, tool_note, within_deadline
+from handoff.graphs.boundary import (
+    MAX_ID_CHARS,
+    MAX_MODEL_TEXT_CHARS,
+    InputRefused,
+    check_value,
+    clean_text,
+    clean_value,
+    sanitize_value,
+)
 from handoff.graphs.briefing import EARLIER_MESSAGES, build_prompt
 from handoff.graphs.gate import GatePolicy, validate
 from handoff.graphs.journal import Journal
 from handoff.graphs.nodes import RunnableCallable, thread_of
-from handoff.graphs.retry import MAX_ATTEMPTS, is_transient
+from handoff.graphs.retry import MAX_ATTEMPTS, model_failure
 from handoff.graphs.transfer import TRANSFER_PREFIX, announced_transfer, make_transfer_tool, request_from_call
 from handoff.state import (
     CaseFile,
@@ -48,11 +58,14 @@ PARALLEL_TRANSFER_NOTE = (
 def bind_agent_model(
     model: BaseChatModel, tools: list[BaseTool], fallback: BaseChatModel | None = None
 ) -> Runnable:
-    """The model with this agent's tools bound, with a fallback model if one is set."""
-    bound = model.bind_tools(tools) if tools else model
+    """The model with this agent's tools bound, with a fallback model if one is set; each model's calls
+    have their own total deadline (``call_deadline``), so a stalled main model leaves the fallback its
+    whole time."""
+    bound = within_deadline(model.bind_tools(tools) if tools else model, call_deadline(model))
     if fallback is None:
         return bound
-    return bound.with_fallbacks([fallback.bind_tools(tools) if tools else fallback])
+    return bound.with_fallbacks(
+        [within_deadline(fallback.bind_tools(tools) if tools else fallback, call_deadline(fallback))])
 
 
 def make_agent_node(
@@ -113,19 +126,24 @@ def make_agent_node(
         for _ in range(spec.max_tool_rounds):
             # Rebuilt each round so this turn's tool results count against the budget too.
             prompt = build_prompt(spec, targets=targets, state=state, earlier=earlier, current=new)
-            ai = yield ModelCall(runnable, prompt)
+            raw = yield ModelCall(runnable, prompt)
             usage["model_calls"] += 1
-            usage["prompt_tokens"] += _prompt_tokens(ai, prompt)
-            ai = _named(ai, spec.name)
+            usage["prompt_tokens"] += _prompt_tokens(raw, prompt)
+            ai, refused = from_model(raw, spec.name)
             new.append(ai)
+            # Every call is answered, a malformed one too, so the history never holds an unanswered call.
+            new.extend(tool_note(call, f"error: {reason}; the call was not carried out")
+                       for call, reason in refused)
+            refused_ids = {call["id"] for call, _ in refused}
             if not ai.tool_calls:
                 if may_hand_off:
                     pending = announced_transfer(spec, targets, ai, {**case_file, **case_updates})
                     if _repeats_a_refusal(state, spec.name, pending):
                         pending = None  # the text reports that very refusal; do not ask again
                 break
-            transfers = [c for c in ai.tool_calls if c["name"].startswith(TRANSFER_PREFIX)]
-            for call in ai.tool_calls:
+            valid = [c for c in ai.tool_calls if c["id"] not in refused_ids]
+            transfers = [c for c in valid if c["name"].startswith(TRANSFER_PREFIX)]
+            for call in valid:
                 if call["name"].startswith(TRANSFER_PREFIX):
                     continue
                 tool = own.get(call["name"])
@@ -138,9 +156,10 @@ def make_agent_node(
                 result, updates = yield ToolCall(tool, call, ctx)
                 if updates:
                     try:
+                        check_value(updates, field=f"case-file updates from {call['name']}")
                         checked = checked_update(case_file_model, {**case_file, **case_updates}, updates)
                         case_updates = {**case_updates, **checked}
-                    except CaseFileError as exc:
+                    except (CaseFileError, InputRefused) as exc:
                         result = result.model_copy(update={"content": f"{result.content} ({exc})"})
                 new.append(result)
             if transfers:
@@ -183,14 +202,19 @@ def make_agent_node(
         agent had just received the conversation (it goes back to the source).
 
         Raises:
-            Exception: ``exc`` again while it is transient and attempts remain (RetryPolicy).
+            ModelFailure: in ``exc``'s place, while it is transient and attempts remain (RetryPolicy).
         """
         info = runtime.execution_info
         attempt = info.node_attempt if info else MAX_ATTEMPTS
-        if is_transient(exc) and attempt < MAX_ATTEMPTS:
-            raise exc
-        log.error("%s failed on attempt %s", spec.name, attempt, exc_info=exc)
-        detail = f"{type(exc).__name__}: {str(exc)[:200]}"
+        failure = model_failure(exc)
+        # Logged and retried in its place: the kind of failure, never the upstream text (it may quote
+        # the user), and no traceback either (LangGraph logs the retried exception's).
+        log.warning("agent call failed thread=%s agent=%s attempt=%s code=%s error=%s",
+                    journal.thread_id, spec.name, attempt, failure.code, failure.error_type)
+        if failure.transient and attempt < MAX_ATTEMPTS:
+            raise failure from None
+        tries = f", {attempt} attempts" if attempt > 1 else ""
+        detail = f"{failure.kind} ({failure.error_type}{tries})"
         update: dict[str, Any] = {"pending_handoff": None, "usage": {spec.name: {"failures": 1}}}
         last = _received(state, spec.name)
         if last is not None:
@@ -202,13 +226,13 @@ def make_agent_node(
             )
             count = state.get("handoff_count", 0)
             journal.append_record(count, record)
-            text = (f"(system) {spec.title} could not take over because of an error ({detail}). "
+            text = (f"(system) {spec.title} could not take over: {detail}. "
                     f"{specs[back].title} has the conversation again; please repeat or rephrase.")
             update.update({"active_agent": back, "handoffs": [record], "handoff_count": count + 1,
                            "receiving": None,
                            "notice": f"Your handoff to {spec.name} failed: {detail}. Help the user yourself."})
         else:
-            text = (f"(system) {spec.title} could not answer because of an error ({detail}). "
+            text = (f"(system) {spec.title} could not answer: {detail}. "
                     "Nothing was lost; please try again.")
         update["messages"] = [AIMessage(content=text, name=spec.name)]
         return update
@@ -249,32 +273,76 @@ def _repeats_a_refusal(state: HandoffState, agent: str, pending: HandoffRequest 
             and last.outcome != "accepted" and last.source == agent and last.target == pending.target)
 
 
-STORABLE_INTS = range(-(2**63), 2**64)
-"""Integers a checkpoint (msgpack) can hold."""
+def from_model(message: BaseMessage, name: str) -> tuple[AIMessage, list[tuple[dict[str, Any], str]]]:
+    """A model's message as the history keeps it, and the calls in it that are refused, with why.
 
-
-def _storable(value: Any) -> Any:
-    """``value`` with what a checkpoint or a JSON store cannot hold written as text: integers too wide
-    for msgpack, and NaN and infinities, which PostgreSQL's JSON refuses (the gate and the tools then
-    judge the text)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value not in STORABLE_INTS:
-        return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _storable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_storable(v) for v in value]
-    return value
-
-
-def _named(message: BaseMessage, name: str) -> AIMessage:
+    A model's output is made storable rather than refused (control characters replaced, text cut at
+    ``MAX_MODEL_TEXT_CHARS``), except tool arguments too deep or too large to mean anything: that call
+    is refused. So is a call whose arguments are not JSON (``invalid_tool_calls``). A refused call stays
+    in the message, with no arguments, and the node answers it with an error.
+    """
     if not isinstance(message, AIMessage):
         message = AIMessage(content=str(message.content))
-    tool_calls = [{**call, "args": _storable(call["args"])} for call in message.tool_calls]
-    return message.model_copy(update={"name": name, "tool_calls": tool_calls})
+    refused: list[tuple[dict[str, Any], str]] = []
+    calls: list[dict[str, Any]] = []
+    taken: set[str] = set()
+    for original in message.tool_calls:
+        call = _call(original["name"], original.get("id"), len(calls), taken)
+        try:
+            call["args"] = sanitize_value(original["args"], field=f"the arguments of {call['name']}")
+        except InputRefused as exc:
+            refused.append((call, str(exc)))
+        calls.append(call)
+    for bad in message.invalid_tool_calls:
+        call = _call(bad.get("name") or "unknown_tool", bad.get("id"), len(calls), taken)
+        refused.append((call, f"the arguments of {call['name']} are not a JSON object "
+                              f"({_json_error(bad.get('args'))})"))
+        calls.append(call)
+    content = message.content
+    kwargs = {k: v for k, v in message.additional_kwargs.items() if k not in ("tool_calls", "function_call")}
+    clean = AIMessage(
+        # The raw ``tool_calls`` copy in additional_kwargs is dropped: the parsed calls above are the ones
+        # answered, and a client sends the raw copy back when no parsed call is left.
+        content=clean_text(content, max_chars=MAX_MODEL_TEXT_CHARS) if isinstance(content, str)
+        else clean_value(content, max_chars=MAX_MODEL_TEXT_CHARS),
+        additional_kwargs=clean_value(kwargs),
+        response_metadata=clean_value(message.response_metadata),
+        usage_metadata=message.usage_metadata,
+        id=None if message.id is None else clean_text(message.id, max_chars=MAX_ID_CHARS),
+        name=name,
+        tool_calls=calls,
+    )
+    return clean, refused
 
 
-def _prompt_tokens(ai: AIMessage, prompt: list[BaseMessage]) -> int:
-    meta = ai.usage_metadata or {}
+def _call(name: str, call_id: str | None, position: int, taken: set[str]) -> dict[str, Any]:
+    """A tool call with a storable name and an id unique in its message.
+
+    A model may leave the id out, or give two calls the same one; each answer must name exactly one
+    call, or a strict server refuses every later request of the conversation.
+    """
+    wanted = clean_text(call_id, max_chars=MAX_ID_CHARS) if call_id else f"call_unnamed_{position}"
+    unique, n = wanted, 1
+    while unique in taken:
+        n += 1
+        unique = f"{wanted[:MAX_ID_CHARS - 8]}_dup{n}"
+    taken.add(unique)
+    return {"name": clean_text(name, max_chars=MAX_ID_CHARS), "args": {}, "id": unique, "type": "tool_call"}
+
+
+def _json_error(args: Any) -> str:
+    """Briefly, why ``args`` is not a JSON object."""
+    if not isinstance(args, str):
+        return "no arguments text"
+    try:
+        parsed = json.loads(args)
+    except json.JSONDecodeError as exc:
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    except RecursionError:
+        return "nested too deep to read"
+    return "an object was expected" if not isinstance(parsed, dict) else "unreadable"
+
+
+def _prompt_tokens(ai: BaseMessage, prompt: list[BaseMessage]) -> int:
+    meta = getattr(ai, "usage_metadata", None) or {}
     return int(meta.get("input_tokens") or count_tokens_approximately(prompt))

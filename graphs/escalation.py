@@ -31,6 +31,7 @@ def answer_escalation(graph: CompiledStateGraph, config: dict[str, Any], answer:
     Raises:
         NoPendingEscalation: the thread is not waiting for a person.
         ValueError: ``hand_back_to`` names no agent of this graph.
+        InputRefused: the answer cannot be stored (graphs/boundary.py); the escalation stays pending.
     """
     if pending_escalation(graph, config) is None:
         thread = config.get("configurable", {}).get("thread_id")

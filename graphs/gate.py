@@ -17,6 +17,7 @@ from langgraph.runtime import Runtime
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from handoff.agents.spec import AgentSpec, HandoffPayload, InitContext
+from handoff.graphs.boundary import MAX_NOTE_CHARS, check_text, check_value, clean_text
 from handoff.graphs.briefing import briefing_text
 from handoff.graphs.journal import Journal
 from handoff.graphs.nodes import RunnableCallable, journaled_node
@@ -153,12 +154,14 @@ def decide(
     try:
         init = _initialise(specs[request.target], request, payload, case_file)
         if init is not None:
+            _check_init(init)
             updates = {**updates, **checked_update(
                 case_file_model, {**case_file, **updates}, init.case_file_updates)}
     except Exception as exc:  # any failure of the receiver's set-up is a failed handoff
+        # The error's text goes into the record and the source's tool result: made storable.
+        error = clean_text(f"{type(exc).__name__}: {exc}", max_chars=MAX_NOTE_CHARS)
         return Decision(payload=payload, rejection=HandoffRejection(
-            code="init_failed",
-            message=f"{request.target} failed while taking over: {type(exc).__name__}: {exc}",
+            code="init_failed", message=f"{request.target} failed while taking over: {error}",
         ))
     return Decision(payload=payload, init=init, case_file_updates=updates)
 
@@ -243,6 +246,17 @@ def _initialise(
     if receiver.on_enter is None:
         return None
     return receiver.on_enter(InitContext(request=request, payload=payload, case_file=case_file))
+
+
+def _check_init(init: InitResult) -> None:
+    """An initialisation result is stored in the record and the briefing: it must be storable.
+
+    Raises:
+        InputRefused: its summary or case-file updates hold what cannot be stored, or are too large.
+    """
+    check_text(init.action, field="initialisation action", max_chars=MAX_NOTE_CHARS, free_text=False)
+    check_text(init.summary, field="initialisation summary", max_chars=MAX_NOTE_CHARS)
+    check_value(init.case_file_updates, field="initialisation case-file updates")
 
 
 def _tool_answer(record: HandoffRecord, specs: Mapping[str, AgentSpec]) -> str:

@@ -3,20 +3,36 @@
 The ``human`` node pauses the graph with ``interrupt()`` and shows the person
 the briefing; ``Command(resume=HumanAnswer(...).model_dump())`` continues it
 with the person's reply, optionally handing the conversation back to an agent.
+
+An answer is checked before anything is stored: its size, depth and characters
+at the graph's boundary (graphs/boundary.py), its shape here, as the interrupt's
+``response_schema``, which LangGraph validates without saving the answer. Either
+way a bad answer is refused with ``InputRefused`` and the escalation stays
+pending, to be answered again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from handoff.agents.person_request import asks_for_a_person
 from handoff.agents.spec import AgentSpec
-from handoff.agents.triggers import KeywordTrigger
+from handoff.agents.triggers import KeywordTrigger, Trigger, TriggerContext
+from handoff.graphs.boundary import (
+    MAX_DEPTH,
+    MAX_ID_CHARS,
+    MAX_MESSAGE_CHARS,
+    MAX_VALUE_CHARS,
+    InputRefused,
+    check_text,
+    check_value,
+)
 from handoff.graphs.journal import Journal
 from handoff.graphs.nodes import RunnableCallable, journaled_node
 from handoff.state import (
@@ -39,11 +55,18 @@ HUMAN_SPEC = AgentSpec(
     instructions="(a person answers here; no model runs)",
 )
 
-ASKS_FOR_A_PERSON = KeywordTrigger(
+class PersonRequestTrigger(Trigger):
+    """Fires when the user asks for one of our people, by wording or by meaning
+    (agents/person_request.py), not on a person mentioned in passing ("send a copy to my manager")."""
+
+    def fires(self, ctx: TriggerContext) -> bool:
+        return asks_for_a_person(ctx.message)
+
+
+ASKS_FOR_A_PERSON = PersonRequestTrigger(
     name="asks_for_a_person",
     target=HUMAN,
     reason="The user asked for a person.",
-    keywords=("human", "real person", "representative", "supervisor", "manager", "speak to someone"),
 )
 FRUSTRATION = KeywordTrigger(
     name="frustration",
@@ -73,9 +96,32 @@ class HumanAnswer(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reply: str = Field(min_length=1, description="What the user is told.")
-    hand_back_to: str | None = Field(default=None, description="Agent to take over again.")
-    case_file_updates: dict[str, Any] = Field(default_factory=dict)
+    reply: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS, description="What the user is told.")
+    hand_back_to: str | None = Field(default=None, max_length=MAX_ID_CHARS,
+                                     description="Agent to take over again.")
+    case_file_updates: dict[str, Any] = Field(
+        default_factory=dict,
+        description=f"Facts for the case file: at most {MAX_DEPTH} levels deep, {MAX_VALUE_CHARS:,} characters "
+                    "as JSON.")
+
+    @field_validator("reply")
+    @classmethod
+    def _storable_reply(cls, value: str) -> str:
+        return check_text(value, field="reply", max_chars=MAX_MESSAGE_CHARS)
+
+    @field_validator("case_file_updates")
+    @classmethod
+    def _storable_updates(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_value(value, field="case_file_updates")
+
+
+def _as_answer(raw: Any) -> Any:
+    """A bare resume value (``Command(resume="text")``) is the reply itself."""
+    return raw if isinstance(raw, Mapping | HumanAnswer) else {"reply": str(raw)}
+
+
+ANSWER_SCHEMA = Annotated[HumanAnswer, BeforeValidator(_as_answer)]
+"""What the ``human`` node's interrupt takes (its ``response_schema``)."""
 
 
 def with_escalation(agents: list[AgentSpec]) -> list[AgentSpec]:
@@ -107,8 +153,10 @@ def make_human_node(
             question=question,
             case_file=state.get("case_file") or {},
         )
-        raw = interrupt(request.model_dump(mode="json"))
-        answer = HumanAnswer.model_validate(raw if isinstance(raw, dict) else {"reply": str(raw)})
+        try:
+            answer = interrupt(request.model_dump(mode="json"), response_schema=ANSWER_SCHEMA)
+        except ValidationError as exc:  # nothing was saved: the escalation is still pending
+            raise InputRefused(f"escalation answer: {_errors(exc)}") from None
         emit = runtime.stream_writer
         if last is not None and last.request.id == state.get("receiving") and last.routed_to == HUMAN:
             emit(HandoffEvent.of("completed", last.request).model_dump(mode="json"))
@@ -140,3 +188,8 @@ def make_human_node(
         return update
 
     return journaled_node(HUMAN, human)
+
+
+def _errors(exc: ValidationError) -> str:
+    """Every bad field of an answer, by name, without echoing the value."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'answer'}: {e['msg']}" for e in exc.errors())

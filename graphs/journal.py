@@ -23,6 +23,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage, messages_from_dict, messages_to_dict
 from langgraph.store.base import BaseStore, GetOp, Item, PutOp
 
+from handoff.agents.ledger import store_label
 from handoff.state import HandoffRecord, records_of
 
 TRANSCRIPT = "transcript"
@@ -63,7 +64,7 @@ class Journal:
 
     def namespace(self, kind: str) -> tuple[str, ...]:
         """Where items of ``kind`` (``transcript`` or ``handoffs``) live for this thread."""
-        return ("handoff", kind, self.thread_id)
+        return ("handoff", kind, store_label(self.thread_id))
 
     def append_messages(self, start: int, messages: Sequence[BaseMessage]) -> int:
         """Store messages at positions ``start..`` and return the new length.

@@ -10,7 +10,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from handoff.graphs.boundary import MAX_MESSAGE_CHARS
+from handoff.graphs.boundary import MAX_MESSAGE_CHARS, check_thread_id
 from handoff.graphs.journal import Journal
 from handoff.graphs.telemetry import TraceOptions, tracing_config
 from handoff.state import HandoffEvent, HandoffRecord, records_of
@@ -68,7 +68,7 @@ class HandoffSession:
             environment's (``TraceOptions.from_env()``) when each run starts otherwise.
         """
         self.graph = graph
-        self.thread_id = thread_id or uuid.uuid4().hex
+        self.thread_id = check_thread_id(thread_id) if thread_id is not None else uuid.uuid4().hex
         self.graph_name = graph_name or graph_name_of(graph)
         self.trace = trace
         self._records: list[HandoffRecord] = []

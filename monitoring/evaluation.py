@@ -10,17 +10,23 @@ A dataset is JSONL, one conversation per line::
 escalation); ``facts`` are strings that must still be in the last model
 prompt of the conversation (the case file and briefing count, as they are part
 of the prompt), or in what the person is shown when the conversation ends
-waiting for one.
+waiting for one. An optional ``split`` (``tune`` or ``report``) says whether a
+conversation may be looked at while tuning routing, or only reported on.
+
+Each turn also records what handed it over before any model ran (a rule or a
+semantic trigger), how many model calls it made and how long it took.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Protocol
+from statistics import mean, median
+from typing import Any, Literal, Protocol
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -32,6 +38,9 @@ from handoff.graphs.escalation import answer_escalation, pending_escalation
 from handoff.graphs.human import HUMAN, HumanAnswer
 from handoff.graphs.session import HandoffSession
 from handoff.graphs.telemetry import TraceOptions
+from handoff.state import TriggerKind
+
+Split = Literal["tune", "report"]
 
 
 class ConversationRecorder(Protocol):
@@ -63,14 +72,16 @@ class LabelledConversation(BaseModel):
     turns: list[LabelledTurn] = Field(min_length=1)
     facts: list[str] = Field(default_factory=list)
     note: str = ""
+    split: Split | None = Field(
+        default=None, description="'tune': may be looked at while tuning routing; 'report': only reported on.")
 
 
 class DatasetError(ValueError):
     """A dataset line is not a valid labelled conversation; the message names the line."""
 
 
-def load_dataset(path: Path) -> list[LabelledConversation]:
-    """Read and validate a JSONL dataset."""
+def load_dataset(path: Path, *, split: Split | None = None) -> list[LabelledConversation]:
+    """Read and validate a JSONL dataset; with ``split``, only that split's conversations."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
@@ -84,8 +95,10 @@ def load_dataset(path: Path) -> list[LabelledConversation]:
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise DatasetError(f"{path}:{number}: {problems}") from None
+    if split is not None:
+        conversations = [c for c in conversations if c.split == split]
     if not conversations:
-        raise DatasetError(f"{path} holds no conversations")
+        raise DatasetError(f"{path} holds no conversations" + (f" in split {split!r}" if split else ""))
     return conversations
 
 
@@ -93,6 +106,10 @@ class TurnOutcome(BaseModel):
     user: str
     expected: str
     actual: str
+    trigger: TriggerKind | None = Field(
+        default=None, description="What handed the turn over before any model ran, if the handoff was accepted.")
+    model_calls: int = Field(default=0, ge=0)
+    ms: float = Field(default=0.0, ge=0, description="Wall time of the turn.")
 
     @property
     def correct(self) -> bool:
@@ -131,18 +148,28 @@ class EvaluationReport(BaseModel):
     facts_total: int
     handoffs: int
     rejections: int
+    router: str | None = Field(default=None, description="Which router decided handoffs (``--router``).")
+    model_calls: int = 0
+    calls_saved: int = Field(
+        default=0, description="Turns handed over by a trigger before any model ran: each spared at least one "
+                               "model call on the wrong agent.")
+    saved_by: dict[str, int] = Field(default_factory=dict, description="calls_saved by trigger kind.")
+    ms_per_turn: float | None = Field(default=None, description="Mean wall time of a turn.")
+    ms_per_turn_median: float | None = None
     experiment: ExperimentRef | None = Field(
         default=None, description="Where the run was recorded in LangSmith (``--experiment``).")
 
 
 class PromptRecorder(BaseCallbackHandler):
-    """Keeps the messages of the last chat-model call (any model, real or offline)."""
+    """Keeps the messages of the last chat-model call (any model, real or offline) and counts calls."""
 
     def __init__(self) -> None:
         self.last: list[BaseMessage] = []
+        self.calls = 0
 
     def on_chat_model_start(self, serialized: dict[str, Any], messages: list[list[BaseMessage]], *,
                             run_id: UUID, **kwargs: Any) -> None:
+        self.calls += 1
         if messages:
             self.last = list(messages[0])
 
@@ -161,6 +188,7 @@ def evaluate(
     conversations: Iterable[LabelledConversation],
     *,
     experiment: ConversationRecorder | None = None,
+    router: str | None = None,
 ) -> EvaluationReport:
     """Play every conversation on a fresh thread and score it.
 
@@ -169,6 +197,7 @@ def evaluate(
         make_graph: A new compiled graph per conversation (its own memory).
         conversations: The labelled conversations.
         experiment: Also record the run as a LangSmith experiment (monitoring/experiment.py).
+        router: The name of the router the graphs were built with, for the report.
     """
     outcomes: list[ConversationOutcome] = []
     trace = TraceOptions.from_env()
@@ -182,7 +211,7 @@ def evaluate(
             outcome = play(graph_name, make_graph, conversation, trace)
             experiment.score(run, outcome)
         outcomes.append(outcome)
-    report = summarise(graph_name, outcomes)
+    report = summarise(graph_name, outcomes, router=router)
     if experiment is not None:
         report.experiment = experiment.finish({
             "turn_accuracy": report.turn_accuracy, "facts_kept": report.facts_kept,
@@ -203,8 +232,12 @@ def play(
         if pending_escalation(session.graph, session.config) is not None:
             answer_escalation(session.graph, session.config,
                               HumanAnswer(reply="(evaluation) a person takes note.", hand_back_to=None))
+        before, calls, started = len(session.records()), recorder.calls, time.perf_counter()
         result = session.send(turn.user)
-        turns.append(TurnOutcome(user=turn.user, expected=turn.expect, actual=speaker(session, result.path)))
+        ms = (time.perf_counter() - started) * 1000
+        turns.append(TurnOutcome(user=turn.user, expected=turn.expect, actual=speaker(session, result.path),
+                                 trigger=handed_over_by(result.path, result.handoffs[before:]),
+                                 model_calls=recorder.calls - calls, ms=round(ms, 3)))
     prompt = "\n".join(str(m.content) for m in recorder.last)
     escalation = pending_escalation(session.graph, session.config)
     if escalation is not None:
@@ -220,9 +253,19 @@ def play(
     )
 
 
-def summarise(graph_name: str, outcomes: list[ConversationOutcome]) -> EvaluationReport:
+def handed_over_by(path: list[str], records: list[Any]) -> TriggerKind | None:
+    """The trigger kind whose handoff the intake made and the gate accepted, before any model ran."""
+    if path[:2] != ["intake", "handoff_gate"] or not records or records[0].outcome != "accepted":
+        return None
+    return records[0].request.trigger
+
+
+def summarise(graph_name: str, outcomes: list[ConversationOutcome], *, router: str | None = None
+              ) -> EvaluationReport:
     """Aggregate per-conversation outcomes into the report."""
     all_turns = [t for o in outcomes for t in o.turns]
+    saved = Counter(t.trigger for t in all_turns if t.trigger is not None)
+    times = [t.ms for t in all_turns]
     confusion: dict[str, Counter[str]] = {}
     for t in all_turns:
         confusion.setdefault(t.expected, Counter())[t.actual] += 1
@@ -237,6 +280,12 @@ def summarise(graph_name: str, outcomes: list[ConversationOutcome]) -> Evaluatio
         facts_total=sum(len(o.facts_kept) + len(o.facts_lost) for o in outcomes),
         handoffs=sum(o.handoffs for o in outcomes),
         rejections=sum(o.rejections for o in outcomes),
+        router=router,
+        model_calls=sum(t.model_calls for t in all_turns),
+        calls_saved=sum(saved.values()),
+        saved_by=dict(sorted(saved.items())),
+        ms_per_turn=round(mean(times), 3) if times else None,
+        ms_per_turn_median=round(median(times), 3) if times else None,
     )
 
 

@@ -38,6 +38,8 @@ class Step(BaseModel):
     source: str
     target: str
     trigger: str
+    trigger_name: str | None = Field(default=None, description="The rule, tool or semantic trigger that fired.")
+    score: float | None = Field(default=None, description="A semantic trigger's similarity, a classifier's confidence.")
     outcome: Outcome
     rejection: str | None = Field(default=None, description="Rejection code, if any.")
     routed_to: str = Field(description="Who held the conversation afterwards.")
@@ -241,7 +243,8 @@ def summarise(conversations: Sequence[ConversationReport]) -> HandoffReport:
 
 def _step(record: HandoffRecord) -> Step:
     return Step(handoff_id=record.request.id, source=record.source, target=record.target,
-                trigger=record.request.trigger, outcome=record.outcome,
+                trigger=record.request.trigger, trigger_name=record.request.trigger_name,
+                score=record.request.score, outcome=record.outcome,
                 rejection=record.rejection.code if record.rejection else None,
                 routed_to=record.routed_to, latency_ms=record.latency_ms)
 

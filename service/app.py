@@ -3,8 +3,12 @@
 Run it with ``python -m handoff.service`` (or ``uvicorn --factory handoff.service.app:create_app``).
 Settings: ``HANDOFF_DB`` (``memory``, a ``.sqlite`` path, or ``postgresql://...``;
 default ``sqlite:///$HANDOFF_DATA_DIR/handoff.sqlite``), ``HANDOFF_API_TOKENS``
-(``token:name,...``; access is open when unset, see service/auth.py), the model
-settings of agents/settings.py (offline when none are set).
+(``token:name,...``; access is open when unset, see service/auth.py), ``HANDOFF_OPEN_DOCS``
+(serve the OpenAPI pages without a token), the model settings of agents/settings.py
+(offline when none are set).
+
+Every request passes service/guard.py first: the bearer token and the body's size are
+checked before anything reads the body.
 
 Concurrency: every accepted turn runs as a task of its own on the worker's
 event loop (``graph.astream`` over an async checkpointer and store), so the
@@ -34,16 +38,18 @@ from fastapi.staticfiles import StaticFiles
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, Field
 
+from handoff.graphs.boundary import THREAD_ID_MAX, THREAD_ID_PATTERN
 from handoff.graphs.registry import GRAPHS, GraphEntry
 from handoff.graphs.settings import StorageSettings
-from handoff.service.auth import Access, tokens_from_env
-from handoff.service.embedding import TRANSCRIPT_LIMIT, HandoffService
+from handoff.service.auth import Access, bearer_token, open_docs_from_env, tokens_from_env
+from handoff.service.embedding import TRANSCRIPT_LIMIT, HandoffService, checked_thread_id
 from handoff.service.errors import (
     ERRORS_BY_CODE,
     TurnFailed,
     UnsupportedMediaType,
     as_service_error,
 )
+from handoff.service.guard import CLIENT_KEY, MAX_BODY_BYTES, RequestGuard
 from handoff.service.http_errors import install_error_handlers
 from handoff.service.models import (
     AnswerEscalation,
@@ -68,16 +74,18 @@ SHUTDOWN_WAIT = 30.0
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "Unknown thread or escalation (or, with tokens on, "
           "another client's thread)."},
+    422: {"model": ErrorBody, "description": "A malformed thread id."},
     409: {"model": ErrorBody, "description": "The thread is busy with another turn (`thread_busy`: nothing "
           "was done, send it again) or waiting for a person."},
-    422: {"model": ErrorBody, "description": "Malformed or invalid body, or a `message_id` reused for "
-          "another text."},
     503: {"model": ErrorBody, "description": "The database is unreachable (`persistence_unavailable`) or "
-          "a turn lost its thread lock when the database restarted (`turn_interrupted`); send the same "
-          "request again (see `Retry-After`)."},
+          "busy (`persistence_busy`), or a turn lost its thread lock when the database restarted "
+          "(`turn_interrupted`); send the same request again (see `Retry-After`)."},
 }
 BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorBody, "description": "The body is larger than the service reads (refused unread)."},
     415: {"model": ErrorBody, "description": "The body is not JSON (send `Content-Type: application/json`)."},
+    422: {"model": ErrorBody, "description": "Malformed or invalid body or thread id, a text with control "
+          "characters, or a `message_id` reused for another text."},
 }
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Access tokens are on and the bearer token is missing or unknown."},
@@ -116,6 +124,8 @@ def create_app(
     model: BaseChatModel | None = None,
     graphs: Mapping[str, GraphEntry] | None = None,
     tokens: Mapping[str, str] | None = None,
+    open_docs: bool | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> FastAPI:
     """The FastAPI app; persistence opens at startup and closes at shutdown.
 
@@ -124,6 +134,9 @@ def create_app(
         model: Chat model for every graph; the environment's (offline when unset) by default.
         graphs: Graphs served by name; the registry's by default.
         tokens: Bearer token -> client name; ``HANDOFF_API_TOKENS`` by default; empty means open access.
+        open_docs: Serve ``/openapi.json``, ``/docs`` and ``/redoc`` without a token when tokens are on;
+            ``HANDOFF_OPEN_DOCS`` by default (off).
+        max_body_bytes: Largest request body; a larger one is refused with 413 before it is read.
     """
     url = db_url or StorageSettings().db_url
     access = Access(tokens if tokens is not None else tokens_from_env())
@@ -151,6 +164,8 @@ def create_app(
     _install_routes(app, access)
     _document_graphs(app, sorted(graphs if graphs is not None else GRAPHS))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(RequestGuard, access=access, max_body_bytes=max_body_bytes,
+                       open_docs=open_docs_from_env() if open_docs is None else open_docs)
     return app
 
 
@@ -175,12 +190,15 @@ def _service(request: Request) -> HandoffService:
 async def caller(request: Request) -> str | None:
     """The client a request comes from (``Authorization: Bearer``); None when access is open.
 
+    The guard (service/guard.py) has checked the token before the body was read; the check here
+    only covers an app run without it.
+
     Raises:
         Unauthorized: tokens are on and the token is missing or unknown.
     """
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    return request.app.state.access.client(token.strip() if scheme.lower() == "bearer" else None)
+    if CLIENT_KEY in request.scope:
+        return request.scope[CLIENT_KEY]
+    return request.app.state.access.client(bearer_token(request.headers))
 
 
 async def json_body(request: Request) -> None:
@@ -195,7 +213,23 @@ async def json_body(request: Request) -> None:
         raise UnsupportedMediaType(f"the body is {media}; send JSON with Content-Type: application/json")
 
 
-ThreadId = Annotated[str, PathParam(min_length=1, max_length=128, description="The thread's id.")]
+async def thread_id_param(
+    thread_id: Annotated[str, PathParam(
+        description="The thread's id: letters, digits and `._:@+-`, starting with a letter or digit.",
+        # documented here, checked by the graph's own rule (graphs/boundary.py) in checked_thread_id
+        json_schema_extra={"minLength": 1, "maxLength": THREAD_ID_MAX,
+                           "pattern": f"^{THREAD_ID_PATTERN.pattern}$"},
+    )],
+) -> str:
+    """The path's thread id, if the graphs take it.
+
+    Raises:
+        InvalidInput: 422 naming ``thread_id`` and the rule (a NUL, a control character, too long).
+    """
+    return checked_thread_id(thread_id, location="path")
+
+
+ThreadId = Annotated[str, Depends(thread_id_param)]
 Caller = Annotated[str | None, Depends(caller)]
 
 

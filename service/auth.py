@@ -2,8 +2,8 @@
 
 Off by default. ``HANDOFF_API_TOKENS="token1:alice,token2:bob"`` (or
 ``create_app(tokens={"token1": "alice"})``) turns it on: every API request
-must carry ``Authorization: Bearer <token>`` (401 otherwise), and a thread
-belongs to the client that started it. Another client's thread answers 404,
+must carry ``Authorization: Bearer <token>`` (401 otherwise, checked before the
+body is read: service/guard.py), and a thread belongs to the client that started it. Another client's thread answers 404,
 exactly like a thread that does not exist, so ids cannot be probed. Tokens are
 compared in constant time and never logged or echoed.
 """
@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from handoff.service.errors import Unauthorized
 
 TOKENS_ENV = "HANDOFF_API_TOKENS"
+OPEN_DOCS_ENV = "HANDOFF_OPEN_DOCS"
+"""``1``/``true``: ``/openapi.json``, ``/docs`` and ``/redoc`` need no token even when tokens are on."""
 
 log = logging.getLogger("handoff.service.auth")
 
@@ -44,6 +46,17 @@ def parse_tokens(spec: str) -> dict[str, str]:
             raise TokenConfigError(f"{TOKENS_ENV}: entry {position} repeats a token")
         tokens[token] = name
     return tokens
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (any case of ``Bearer``); None without one."""
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
+
+
+def open_docs_from_env() -> bool:
+    """Whether ``HANDOFF_OPEN_DOCS`` serves the OpenAPI document and pages without a token."""
+    return os.environ.get(OPEN_DOCS_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def tokens_from_env() -> dict[str, str]:

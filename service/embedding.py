@@ -40,7 +40,9 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
+from pydantic import ValidationError
 
+from handoff.graphs.boundary import InputRefused, admit, check_thread_id
 from handoff.graphs.gate import GATE
 from handoff.graphs.human import HumanAnswer
 from handoff.graphs.intake import INTAKE
@@ -59,6 +61,7 @@ from handoff.service.errors import (
     ThreadNotFound,
     TurnFailed,
     UnknownGraph,
+    refused,
 )
 from handoff.service.locks import TurnLock, TurnLocks, turn_locks_for
 from handoff.service.models import (
@@ -160,7 +163,8 @@ class HandoffService:
             owner: Who may use the thread when access tokens are on (see ``thread``).
         """
         self.graph(graph)
-        info = ThreadInfo(thread_id=uuid.uuid4().hex, graph=graph, created_at=datetime.now(UTC))
+        thread_id = checked_thread_id(uuid.uuid4().hex)  # the id every entry point will check again
+        info = ThreadInfo(thread_id=thread_id, graph=graph, created_at=datetime.now(UTC))
         value = {**info.model_dump(mode="json", exclude={"thread_id"}), "owner": owner}
         await self.persistence.store.aput(THREADS_NAMESPACE, info.thread_id, value, index=False)
         log.info("thread started thread=%s graph=%s owner=%s", info.thread_id, graph, owner or "-")
@@ -175,8 +179,10 @@ class HandoffService:
                 owner's thread is reported exactly like a missing one, so ids do not leak.
 
         Raises:
+            InvalidInput: ``thread_id`` is not a thread id (graphs/boundary.py), e.g. it holds a NUL.
             ThreadNotFound: never started here, or (with ``owner``) started by someone else.
         """
+        checked_thread_id(thread_id)
         item = await self.persistence.store.aget(THREADS_NAMESPACE, thread_id)
         if item is None or (owner is not None and item.value.get("owner") != owner):
             raise ThreadNotFound(f"no thread {thread_id!r}; start one with POST /threads")
@@ -225,11 +231,14 @@ class HandoffService:
         is returned; either way the result says ``duplicate=True``. Before a new
         message, a run that an earlier worker left unfinished is completed first.
 
-        Raises (before any event): ThreadNotFound, ThreadBusy, EscalationPending,
-        MessageIdReused, PersistenceUnavailable, TurnInterrupted, TurnFailed.
+        Raises (before any event): InvalidInput (the graph would refuse the text), ThreadNotFound,
+        ThreadBusy, EscalationPending, MessageIdReused, PersistenceUnavailable, TurnInterrupted,
+        TurnFailed.
         """
         info = await self.thread(thread_id, owner=owner)
         graph = self.graph(info.graph)
+        message = HumanMessage(content=text, id=message_id or uuid.uuid4().hex)
+        graph_input = admitted({"messages": [message]})
         lock = await self._acquire(thread_id)
         try:
             snapshot = await graph.aget_state(_config(thread_id))
@@ -254,9 +263,7 @@ class HandoffService:
                     f"thread {thread_id!r} is waiting for a person to answer escalation {pending.id!r}; "
                     "answer it before sending another message"
                 )
-            message = HumanMessage(content=text, id=message_id or uuid.uuid4().hex)
-            return TurnStream(run_turn(graph, info.graph, thread_id, {"messages": [message]}, lock, message.id),
-                              lock)
+            return TurnStream(run_turn(graph, info.graph, thread_id, graph_input, lock, message.id), lock)
         except BaseException:
             await lock.release()
             raise
@@ -286,9 +293,15 @@ class HandoffService:
             agents = [a for a in agent_names(graph) if a != pending.node]
             if answer.hand_back_to is not None and answer.hand_back_to not in agents:
                 raise InvalidAnswer(f"cannot hand back to {answer.hand_back_to!r}; agents: {', '.join(agents)}")
-            resume = HumanAnswer(reply=answer.reply, hand_back_to=answer.hand_back_to,
-                                 case_file_updates=answer.case_file_updates).model_dump()
-            command = Command(resume={pending.id: resume})
+            try:
+                resume = HumanAnswer(reply=answer.reply, hand_back_to=answer.hand_back_to,
+                                     case_file_updates=answer.case_file_updates).model_dump()
+            except ValidationError as exc:  # what AnswerEscalation let through and the graph would refuse
+                raise InvalidAnswer(f"the answer is not one the graph takes: {_problems(exc)}") from None
+            try:
+                command = admit(Command(resume={pending.id: resume}))
+            except InputRefused as exc:  # named as the request names it, not by the interrupt's id
+                raise refused("body", InputRefused(str(exc).removeprefix(f"resume.{pending.id}."))) from None
             return TurnStream(run_turn(graph, info.graph, thread_id, command, lock, None), lock)
         except BaseException:
             await lock.release()
@@ -334,6 +347,34 @@ def settle(outcome: DoneEvent | ErrorEvent | None) -> TurnResponse:
     if isinstance(outcome, ErrorEvent):
         raise ERRORS_BY_CODE.get(outcome.code, TurnFailed)(outcome.message)
     raise TurnFailed("the turn ended without a result")
+
+
+def checked_thread_id(thread_id: str, *, location: str = "argument") -> str:
+    """``thread_id`` if the graphs take it as a thread id (graphs/boundary.py's rule).
+
+    Raises:
+        InvalidInput: 422 naming ``thread_id``: empty, too long, or a character outside the rule.
+    """
+    try:
+        return check_thread_id(thread_id)
+    except InputRefused as exc:
+        raise refused(location, exc, "thread_id") from None
+
+
+def admitted(graph_input: Any, field: str | None = None) -> Any:
+    """A turn's input as the graph's boundary admits it, checked before the thread is locked, so a
+    refusal is a 422 (naming ``field``, or what the boundary names) and nothing runs; the graph
+    checks it again on entry."""
+    try:
+        return admit(graph_input)
+    except InputRefused as exc:
+        raise refused("body", exc, field) from None
+
+
+def _problems(exc: ValidationError) -> str:
+    """A validation error's problems as ``field: what`` (never the values: they may be anything)."""
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+                     for e in exc.errors(include_input=False))[:500]
 
 
 def agent_names(graph: CompiledStateGraph) -> list[str]:

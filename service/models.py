@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from handoff.graphs.boundary import MAX_DEPTH, MAX_ID_CHARS, InputRefused, check_text, check_value
 from handoff.graphs.session import MAX_MESSAGE_CHARS
 from handoff.state import HandoffEvent, HandoffRecord
 
@@ -16,8 +16,6 @@ NAME_CHARS = 64
 """Longest graph or agent name a request may carry."""
 NOT_BLANK: dict[str, Any] = {"minLength": 1, "not": {"pattern": r"^\s*$"}}
 """What the OpenAPI document says of a text that must not be blank (the validators say why)."""
-STORABLE_INTS = range(-(2**63), 2**64)
-"""Integers the checkpointer (msgpack) can store."""
 
 
 def _not_blank(value: str, what: str) -> str:
@@ -26,12 +24,17 @@ def _not_blank(value: str, what: str) -> str:
     return value.strip()
 
 
-def _unstorable(value: Any, where: str) -> str | None:
-    """Where ``value`` holds an integer the checkpointer cannot store, or None."""
-    if isinstance(value, int) and not isinstance(value, bool) and value not in STORABLE_INTS:
-        return where
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    return next((w for k, v in items if (w := _unstorable(v, f"{where}.{k}"))), None)
+def _storable(check: Any, value: Any, field: str, **limits: Any) -> Any:
+    """``value`` if the graph's boundary (graphs/boundary.py) takes it; its refusal as a validation
+    error, so it is a 422 naming the field and the limit before anything runs.
+
+    The boundary's message starts with the field it was given; request validation puts the field
+    in front again, so only a message about a part of the field (``case_file_updates.x``) keeps it.
+    """
+    try:
+        return check(value, field=field, **limits)
+    except InputRefused as exc:
+        raise ValueError(str(exc).removeprefix(f"{field}: ")) from None
 
 
 class Request(BaseModel):
@@ -45,6 +48,11 @@ class StartThread(Request):
     """Start a conversation with one of the graphs."""
 
     graph: str = Field(default=DEFAULT_GRAPH, max_length=NAME_CHARS, description="Graph name; see GET /graphs.")
+
+    @field_validator("graph")
+    @classmethod
+    def _graph(cls, value: str) -> str:
+        return _storable(check_text, value, "graph", max_chars=NAME_CHARS, free_text=False)
 
 
 MESSAGE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
@@ -66,7 +74,7 @@ class SendMessage(Request):
     @field_validator("text")
     @classmethod
     def _text(cls, value: str) -> str:
-        return _not_blank(value, "message")
+        return _storable(check_text, _not_blank(value, "message"), "text", max_chars=MAX_MESSAGE_CHARS)
 
 
 class AnswerEscalation(Request):
@@ -77,7 +85,8 @@ class AnswerEscalation(Request):
     hand_back_to: str | None = Field(default=None, max_length=NAME_CHARS,
                                      description="Agent to take the conversation again.")
     case_file_updates: dict[str, Any] = Field(
-        default_factory=dict, description=f"Facts for the case file; at most {MAX_MESSAGE_CHARS} characters of JSON."
+        default_factory=dict, description=f"Facts for the case file; at most {MAX_MESSAGE_CHARS} characters of "
+        f"JSON, {MAX_DEPTH} levels deep."
     )
     escalation_id: str | None = Field(
         default=None, max_length=128,
@@ -88,17 +97,19 @@ class AnswerEscalation(Request):
     @field_validator("reply")
     @classmethod
     def _reply(cls, value: str) -> str:
-        return _not_blank(value, "reply")
+        return _storable(check_text, _not_blank(value, "reply"), "reply", max_chars=MAX_MESSAGE_CHARS)
+
+    @field_validator("hand_back_to", "escalation_id")
+    @classmethod
+    def _name(cls, value: str | None, info: Any) -> str | None:
+        if value is None:
+            return None
+        return _storable(check_text, value, info.field_name, max_chars=MAX_ID_CHARS, free_text=False)
 
     @field_validator("case_file_updates")
     @classmethod
     def _case_file_updates(cls, value: dict[str, Any]) -> dict[str, Any]:
-        size = len(json.dumps(value, default=str))
-        if size > MAX_MESSAGE_CHARS:
-            raise ValueError(f"at most {MAX_MESSAGE_CHARS} characters of JSON are allowed, not {size}")
-        if where := _unstorable(value, "case_file_updates"):
-            raise ValueError(f"{where} is an integer beyond 64 bits, which cannot be stored")
-        return value
+        return _storable(check_value, value, "case_file_updates", max_chars=MAX_MESSAGE_CHARS)
 
 
 class GraphInfo(BaseModel):

@@ -9,9 +9,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-TriggerKind = Literal["tool", "rule", "classifier", "human"]
-"""How a handoff was asked for: the agent's transfer tool, a declared rule,
-a classifier above its threshold, or a person."""
+TriggerKind = Literal["tool", "rule", "semantic", "classifier", "human"]
+"""How a handoff was asked for: the agent's transfer tool, a declared rule, a semantic trigger
+(embedding similarity above its threshold and margin), a classifier above its threshold, or a person."""
 
 Outcome = Literal["accepted", "rejected", "failed"]
 
@@ -50,6 +50,9 @@ class HandoffRequest(BaseModel):
     )
     trigger: TriggerKind = Field(description="What asked for the handoff.")
     trigger_name: str | None = Field(default=None, description="The rule or tool that fired.")
+    score: float | None = Field(
+        default=None, ge=-1, le=1, allow_inf_nan=False,
+        description="How sure the trigger was: a semantic trigger's similarity, a classifier's confidence.")
     tool_call_id: str | None = Field(
         default=None, description="The transfer tool call to answer, when trigger is 'tool'."
     )

@@ -13,7 +13,7 @@ from tests.support.openai_stub import OpenAIStub
 MODEL_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "HANDOFF_MODEL", "HANDOFF_FALLBACK_MODEL",
              "HANDOFF_OFFLINE", "HANDOFF_MODEL_TIMEOUT", "HANDOFF_MODEL_RETRIES",
              "LANGSMITH_TRACING", "LANGCHAIN_TRACING_V2", "LANGSMITH_API_KEY", "HANDOFF_DB",
-             "HANDOFF_API_TOKENS")
+             "HANDOFF_API_TOKENS", "HANDOFF_EMBEDDING_MODEL")
 
 
 @pytest.fixture
@@ -30,6 +30,16 @@ def _offline_environment(_tracing_left_as_found: None, monkeypatch: pytest.Monke
     for name in MODEL_ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HANDOFF_DATA_DIR", str(tmp_path / "data"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _semantic_triggers_off() -> Iterator[None]:
+    """Tests written before the semantic triggers script each model's transfers, which a semantic trigger
+    would pre-empt; the tests of semantic routing turn it on themselves. Session-wide, because module
+    fixtures build graphs too."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HANDOFF_SEMANTIC_TRIGGERS", "0")
+        yield
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import uvicorn
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
 from handoff.agents.offline import OfflineChatModel
+from handoff.graphs.session import MAX_MESSAGE_CHARS
 from handoff.service.app import create_app
 from tests.support.service_worker import free_port
 
@@ -138,3 +139,25 @@ def test_a_person_answers_the_escalation_from_the_page(browser: BrowserContext, 
     expect(page.get_by_test_id("active-agent")).to_have_text("Billing Expert")
     screenshot(page, "web-chat-escalation-answered.png")
     assert errors == []
+
+
+def test_a_message_the_service_refuses_keeps_its_text(browser: BrowserContext, live_server: str) -> None:
+    """A refused message (here: over the length limit) is not shown as sent, and its text stays in the box."""
+    errors: list[str] = []
+    page = open_chat(browser, live_server, errors)
+    too_long = "Please read all of this. " * (MAX_MESSAGE_CHARS // 20)
+    box = page.get_by_test_id("message-input")
+    send(page, too_long)
+
+    expect(page.get_by_test_id("error")).to_be_visible()
+    expect(page.get_by_test_id("error")).to_contain_text(str(MAX_MESSAGE_CHARS))
+    expect(page.get_by_test_id("send")).to_be_enabled()
+    expect(box).to_have_value(too_long)
+    expect(page.locator(".msg.user")).to_have_count(0)
+
+    send(page, "Hi, this is Dana, account ACC-1001.")  # after a refusal the next message goes through
+    expect(page.locator(".msg.user")).to_have_count(1)
+    expect(page.locator(".msg.user")).to_contain_text("account ACC-1001")
+    expect(box).to_have_value("")
+    expect(page.get_by_test_id("error")).to_be_hidden()
+    assert [e for e in errors if not e.startswith("Failed to load resource")] == []

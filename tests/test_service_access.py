@@ -108,6 +108,14 @@ def test_a_missing_or_bad_token_is_401(client: TestClient, headers: dict[str, st
         assert ALICE_TOKEN not in response.text and WRONG_TOKEN not in response.text
 
 
+@pytest.mark.parametrize("path", ["/openapi.json", "/docs", "/redoc"])
+def test_the_api_documents_follow_the_token_rule(client: TestClient, path: str) -> None:
+    refused = client.get(path)
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized"
+    assert "paths" not in refused.text
+    assert client.get(path, headers=ALICE).status_code == 200
+
+
 def test_health_and_the_web_page_need_no_token(client: TestClient) -> None:
     assert client.get("/healthz").status_code == 200
     page = client.get("/")
@@ -116,7 +124,7 @@ def test_health_and_the_web_page_need_no_token(client: TestClient) -> None:
 
 
 def test_openapi_declares_the_bearer_scheme_only_when_tokens_are_on(client: TestClient) -> None:
-    spec = client.get("/openapi.json").json()
+    spec = client.get("/openapi.json", headers=ALICE).json()
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
     assert "401" in spec["paths"]["/threads/{thread_id}/messages"]["post"]["responses"]
     with TestClient(create_app("memory", model=OfflineChatModel())) as open_client:

@@ -28,7 +28,7 @@ from langgraph.store.memory import InMemoryStore
 
 from handoff.agents.content_creation.specialists import content_creation_agents
 from handoff.agents.customer_service.back_office import INVOICES, BackOffice, BackOfficeError
-from handoff.agents.customer_service.specialists import BILLING, GENERAL
+from handoff.agents.customer_service.specialists import BILLING, GENERAL, billing_tools, general_tools
 from handoff.agents.ledger import Ledger, LedgerHome
 from handoff.agents.ledger_scratch import ScratchLedgerStore
 from handoff.agents.offline import OfflineChatModel
@@ -303,7 +303,9 @@ def test_two_workers_on_postgresql_pay_a_refund_once(tmp_path: Path) -> None:
     assert [(r.refund_id, r.idempotency_key) for r in refunds] == [("RF-3001", f"{thread}:refund:INV-2002")]
 
 
-def test_a_graph_without_a_store_records_in_its_back_office_s_own_store() -> None:
+def test_a_graph_compiled_without_a_store_records_in_the_store_compile_gives_it() -> None:
+    """Compiled with only an in-memory checkpointer, the graph gets an in-memory store of its own
+    (graphs/compiled.py), and the ledger lives there, beside the transcript, not in the office."""
     office = BackOffice()
     graph = build_customer_service_graph(model=OfflineChatModel(), office=office).compile(
         checkpointer=InMemorySaver(serde=serializer()))
@@ -311,6 +313,23 @@ def test_a_graph_without_a_store_records_in_its_back_office_s_own_store() -> Non
     for text in DEMO:
         session.send(text)
     session.send(AGAIN)
+
+    assert [r.invoice_id for r in office.refunds(graph.store)] == ["INV-2002"]
+    assert office.refunds(None) == []  # the office's own fallback store serves tools run without a graph
+
+
+def test_tools_run_without_a_store_record_in_the_back_office_s_own_store() -> None:
+    office = BackOffice()
+    tools = {t.name: t for t in (*general_tools(office), *billing_tools(office))}
+    ctx = ToolContext(thread_id="no-store", agent=GENERAL, case_file={})
+    verified, _ = ToolCall(tools["verify_identity"], {"name": "verify_identity", "id": "v",
+                           "args": {"account_id": "ACC-1001", "postcode": "90210"}}, ctx).run()
+    assert "verified" in str(verified.content)
+    ctx = ToolContext(thread_id="no-store", agent=BILLING,
+                      case_file={"account_id": "ACC-1001", "identity_verified": True})
+    paid, _ = ToolCall(tools["issue_refund"], {"name": "issue_refund", "id": "r",
+                       "args": {"invoice_id": "INV-2002"}}, ctx).run()
+    assert "RF-" in str(paid.content)
 
     assert [r.invoice_id for r in office.refunds(None)] == ["INV-2002"]
     assert BackOffice().refunds(None) == []  # another back office has a store of its own

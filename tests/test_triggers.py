@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from handoff.agents.customer_service.specialists import BILLING, GENERAL, TECHNICAL
 from handoff.agents.scripted import ScriptedChatModel, calls, tool_call
@@ -18,6 +19,7 @@ from handoff.graphs.builder import GraphBuildError, build_handoff_graph
 from handoff.graphs.escalation import pending_escalation
 from handoff.graphs.gate import GatePolicy
 from handoff.graphs.session import HandoffSession
+from handoff.state import HandoffRequest, plain_request, request_of
 from tests.helpers import agents_in, compile_memory, support_session
 
 
@@ -135,3 +137,14 @@ def test_intake_notes_sentiment_in_the_case_file() -> None:
     model = ScriptedChatModel(scripts={GENERAL: ["Sorry to hear that."]})
     result = support_session(model).send("My line is still not working, again")
     assert result.case_file["sentiment"] == "frustrated"
+
+
+def test_a_request_keeps_its_score_as_plain_json_and_refuses_an_impossible_one() -> None:
+    request = HandoffRequest(source="a", target="b", reason="meaning", trigger="semantic",
+                             trigger_name="sounds_like_money", score=0.4321)
+    stored = plain_request(None, request)
+    assert stored["score"] == 0.4321 and stored["trigger"] == "semantic"
+    assert request_of({"pending_handoff": stored}) == request
+    for impossible in (1.5, float("nan")):
+        with pytest.raises(ValidationError, match="score"):
+            HandoffRequest(source="a", target="b", reason="r", trigger="semantic", score=impossible)

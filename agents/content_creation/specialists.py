@@ -27,7 +27,7 @@ from handoff.agents.content_creation.data import (
 from handoff.agents.ledger import LedgerHome
 from handoff.agents.spec import AgentSpec, ContextPolicy, HandoffPayload, InitContext
 from handoff.agents.tooling import ToolContext
-from handoff.agents.triggers import KeywordTrigger, TriggerContext
+from handoff.agents.triggers import KeywordTrigger, SemanticTrigger, TriggerContext, bind_semantic_routes
 from handoff.state import CaseFile, InitResult
 
 RESEARCHER = "researcher"
@@ -256,6 +256,53 @@ def _brief_payload(ctx: TriggerContext) -> dict[str, Any]:
     return {"topic": topic, "summary": f"Research on {topic}: sources {sources}"}
 
 
+def _review_payload(ctx: TriggerContext) -> dict[str, Any]:
+    version = ctx.case_file.get("draft_version")
+    return {"draft_version": version, "summary": f"Draft v{version} is ready for review"} if version else {}
+
+
+def _revision_payload(ctx: TriggerContext) -> dict[str, Any]:
+    topic = ctx.case_file.get("topic")
+    notes = ctx.case_file.get("revision_notes") or ctx.message[:300]
+    return {"topic": topic, "revision_notes": notes} if topic else {"revision_notes": notes}
+
+
+WRITING_EXAMPLES = (
+    "now write the article from what you found",
+    "please write it up",
+    "put it all together into a blog post",
+    "let's start on the first version of the text",
+    "compose the piece from those notes",
+)
+"""Asking for the piece to be written, in the user's own words."""
+
+REVISION_EXAMPLES = (
+    "send it back to the writer with those notes",
+    "this needs another round of changes",
+    "have it rewritten to fix the problems you found",
+    "please revise the draft",
+    "the writer should correct those issues",
+)
+"""Asking for a reviewed draft to be reworked."""
+
+REVIEW_EXAMPLES = (
+    "send it to the editor for review",
+    "can someone proofread it before we publish?",
+    "have it checked against the style guide",
+    "please give it a final edit",
+    "is it ready to be approved?",
+)
+"""Asking for a draft to be reviewed or approved."""
+
+RESEARCH_EXAMPLES = (
+    "please research this topic for me",
+    "find me some good sources",
+    "what are the key facts about it?",
+    "I need background information first",
+)
+"""What the Researcher hears, so that staying with it competes with the writer's route."""
+
+
 def content_creation_agents(home: LedgerHome | None = None) -> list[AgentSpec]:
     """The researcher, the writer and the editor.
 
@@ -263,7 +310,7 @@ def content_creation_agents(home: LedgerHome | None = None) -> list[AgentSpec]:
         home: Where drafts and publications are recorded when the graph has no store; a new one by default.
     """
     home = home or LedgerHome()
-    return [
+    return bind_semantic_routes([
         AgentSpec(
             name=RESEARCHER,
             title="Researcher",
@@ -280,6 +327,8 @@ def content_creation_agents(home: LedgerHome | None = None) -> list[AgentSpec]:
                 KeywordTrigger(name="ready_to_write", target=WRITER,
                                reason="The user asked for the piece to be written.",
                                keywords=("write", "draft"), payload=_brief_payload),
+                SemanticTrigger(name="asks_for_the_piece", target=WRITER, examples=WRITING_EXAMPLES,
+                                reason="The user asked for the piece to be written.", payload=_brief_payload),
             ),
         ),
         AgentSpec(
@@ -296,6 +345,10 @@ def content_creation_agents(home: LedgerHome | None = None) -> list[AgentSpec]:
             payload_schema=WriterHandoff,
             on_enter=_load_brief,
             preconditions=(needs_research, revision_rounds_left),
+            triggers=(
+                SemanticTrigger(name="asks_for_review", target=EDITOR, examples=REVIEW_EXAMPLES,
+                                reason="The user asked for the draft to be reviewed.", payload=_review_payload),
+            ),
         ),
         AgentSpec(
             name=EDITOR,
@@ -313,5 +366,9 @@ def content_creation_agents(home: LedgerHome | None = None) -> list[AgentSpec]:
             on_enter=_load_draft,
             preconditions=(needs_draft,),
             context=ContextPolicy(mode="filtered"),
+            triggers=(
+                SemanticTrigger(name="asks_for_revision", target=WRITER, examples=REVISION_EXAMPLES,
+                                reason="The user asked for the draft to be revised.", payload=_revision_payload),
+            ),
         ),
-    ]
+    ], utterances={RESEARCHER: RESEARCH_EXAMPLES})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, ClassVar, Literal
 
 from langchain_core.tools import BaseTool, InjectedToolArg, tool
@@ -10,7 +11,7 @@ from pydantic import Field
 from handoff.agents.customer_service.back_office import BackOffice, BackOfficeError
 from handoff.agents.spec import AgentSpec, ContextPolicy, HandoffPayload, InitContext
 from handoff.agents.tooling import ToolContext
-from handoff.agents.triggers import KeywordTrigger, TriggerContext
+from handoff.agents.triggers import KeywordTrigger, SemanticTrigger, TriggerContext, bind_semantic_routes
 from handoff.state import CaseFile, InitResult
 
 GENERAL = "general_support"
@@ -215,10 +216,76 @@ def _billing_payload(ctx: TriggerContext) -> dict[str, Any]:
     return fields
 
 
+ACCOUNT_ID = re.compile(r"\bACC-\d+\b")
+INVOICE_ID = re.compile(r"\bINV-\d+\b")
+
+
+def _on_file_or_said(ctx: TriggerContext, field: str, pattern: re.Pattern[str]) -> str | None:
+    """A field as a model would fill it: the case file first, else an id the user wrote."""
+    found = pattern.search(ctx.message)
+    return ctx.case_file.get(field) or (found.group(0) if found else None)
+
+
+def _technical_payload(ctx: TriggerContext) -> dict[str, Any]:
+    fields = {"account_id": _on_file_or_said(ctx, "account_id", ACCOUNT_ID), "symptoms": ctx.message[:300]}
+    return {k: v for k, v in fields.items() if v}
+
+
+def _money_payload(ctx: TriggerContext) -> dict[str, Any]:
+    fields = {"account_id": _on_file_or_said(ctx, "account_id", ACCOUNT_ID),
+              "invoice_id": _on_file_or_said(ctx, "invoice_id", INVOICE_ID)}
+    return {k: v for k, v in fields.items() if v}
+
+
+CONNECTION_FAULT_EXAMPLES = (
+    "my internet connection keeps dropping out",
+    "the broadband is really slow tonight",
+    "I have had no internet at all since yesterday",
+    "the wifi signal is weak and keeps disconnecting",
+    "the lights on my router are flashing red",
+    "is there an outage in my area?",
+    "web pages will not load and videos keep buffering",
+    "I restarted the router but it still cuts out",
+)
+"""Faults in the customer's own words: what a message to the Technical Specialist sounds like."""
+
+MONEY_MATTER_EXAMPLES = (
+    "I was charged twice this month",
+    "I would like a refund please",
+    "my bill is higher than it should be",
+    "I have a question about my invoice",
+    "there is a payment on my account I do not recognise",
+    "please remove the extra fee you added",
+    "when will I get my money back?",
+)
+"""Money matters in the customer's own words: what a message to the Billing Expert sounds like."""
+
+GENERAL_EXAMPLES = (
+    "hello, I have a quick question",
+    "what are your opening hours?",
+    "how do I change my contact details?",
+    "I am moving house, what happens to my contract?",
+    "can I upgrade to a bigger package?",
+    "here are my account number and postcode",
+)
+"""What General Support hears, so that staying with it competes with the specialists' routes."""
+
+
+def _to_technical() -> SemanticTrigger:
+    return SemanticTrigger(name="sounds_like_a_fault", target=TECHNICAL, examples=CONNECTION_FAULT_EXAMPLES,
+                           reason="The customer describes a connection or equipment fault.",
+                           payload=_technical_payload)
+
+
+def _to_billing() -> SemanticTrigger:
+    return SemanticTrigger(name="sounds_like_money", target=BILLING, examples=MONEY_MATTER_EXAMPLES,
+                           reason="The customer raised a billing matter.", payload=_money_payload)
+
+
 def customer_service_agents(office: BackOffice | None = None) -> list[AgentSpec]:
     """The three customer-service specialists over one back office."""
     office = office or BackOffice()
-    return [
+    return bind_semantic_routes([
         AgentSpec(
             name=GENERAL,
             title="General Support",
@@ -231,6 +298,7 @@ def customer_service_agents(office: BackOffice | None = None) -> list[AgentSpec]
             topics=("hello", "hours", "address", "general"),
             tools=general_tools(office),
             handoffs=(TECHNICAL, BILLING),
+            triggers=(_to_technical(), _to_billing()),
         ),
         AgentSpec(
             name=TECHNICAL,
@@ -252,6 +320,7 @@ def customer_service_agents(office: BackOffice | None = None) -> list[AgentSpec]
                                reason="The customer raised a billing matter.",
                                keywords=("refund", "charged", "invoice", "billing"),
                                payload=_billing_payload),
+                _to_billing(),
             ),
         ),
         AgentSpec(
@@ -269,5 +338,6 @@ def customer_service_agents(office: BackOffice | None = None) -> list[AgentSpec]
             on_enter=_billing_init(office),
             preconditions=(_needs_account, _refund_needs_identity),
             context=ContextPolicy(mode="filtered"),
+            triggers=(_to_technical(),),
         ),
-    ]
+    ], utterances={GENERAL: GENERAL_EXAMPLES})

@@ -25,7 +25,7 @@ from handoff.agents.problem_solving.data import (
 )
 from handoff.agents.spec import AgentSpec, HandoffPayload, InitContext
 from handoff.agents.tooling import ToolContext
-from handoff.agents.triggers import KeywordTrigger, TriggerContext
+from handoff.agents.triggers import KeywordTrigger, SemanticTrigger, TriggerContext, bind_semantic_routes
 from handoff.state import CaseFile, InitResult
 
 CHANGE_IDS = {plan_id: f"CHG-5{plan_id[-2:]}" for plan_id in PLANS}
@@ -220,6 +220,54 @@ def _design_payload(ctx: TriggerContext) -> dict[str, Any]:
     return {"root_cause": cause, "summary": f"Root cause: {cause}"} if cause else {}
 
 
+def _redesign_payload(ctx: TriggerContext) -> dict[str, Any]:
+    """Back to design: the root cause, and the plan found infeasible with why, when on file."""
+    case = ctx.case_file
+    fields = {"root_cause": case.get("root_cause"), "infeasible_plan_id": case.get("infeasible_plan_id"),
+              "infeasible_reason": case.get("infeasible_reason")}
+    return {k: v for k, v in fields.items() if v}
+
+
+def _implementation_payload(ctx: TriggerContext) -> dict[str, Any]:
+    plan = ctx.case_file.get("plan_id")
+    return {"plan_id": plan, "summary": f"Implement {plan}: {ctx.case_file.get('plan_title')}"} if plan else {}
+
+
+FIX_EXAMPLES = (
+    "how do we fix this?",
+    "what should we do about it?",
+    "come up with a plan to solve it",
+    "what are our options now?",
+    "is there another way to do this?",
+    "we need a different approach",
+)
+"""Asking for a way to solve the problem (or another one), in the user's own words."""
+
+SHIP_EXAMPLES = (
+    "go ahead and implement it",
+    "let's ship that plan",
+    "deploy the change to production",
+    "apply the fix now",
+    "start the rollout",
+)
+"""Agreeing to a plan and asking for it to be carried out."""
+
+ANALYSIS_EXAMPLES = (
+    "why is the service so slow?",
+    "what is causing these errors?",
+    "can you investigate the timeouts?",
+    "look at the metrics for me",
+)
+"""What the Problem Analyst hears, so that staying with it competes with the designer's route."""
+
+IMPLEMENTATION_EXAMPLES = (
+    "is anything blocking the deployment?",
+    "how far along is the rollout?",
+    "does production allow this change today?",
+)
+"""What the Implementer hears besides "go ahead", so that staying with it competes with going back to design."""
+
+
 def problem_solving_agents(home: LedgerHome | None = None) -> list[AgentSpec]:
     """The analyst, the solution designer and the implementer.
 
@@ -228,7 +276,7 @@ def problem_solving_agents(home: LedgerHome | None = None) -> list[AgentSpec]:
     """
     home = home or LedgerHome()
     design_words = ("design", "solution", "fix", "plan", "alternative", "options")
-    return [
+    return bind_semantic_routes([
         AgentSpec(
             name=ANALYST,
             title="Problem Analyst",
@@ -244,6 +292,9 @@ def problem_solving_agents(home: LedgerHome | None = None) -> list[AgentSpec]:
                 KeywordTrigger(name="ready_for_design", target=DESIGNER,
                                reason="The user asked for a solution to the analysed problem.",
                                keywords=design_words, payload=_design_payload),
+                SemanticTrigger(name="asks_for_a_fix", target=DESIGNER, examples=FIX_EXAMPLES,
+                                reason="The user asked for a solution to the analysed problem.",
+                                payload=_design_payload),
             ),
         ),
         AgentSpec(
@@ -260,6 +311,10 @@ def problem_solving_agents(home: LedgerHome | None = None) -> list[AgentSpec]:
             payload_schema=DesignHandoff,
             on_enter=_open_design,
             preconditions=(needs_root_cause,),
+            triggers=(
+                SemanticTrigger(name="agrees_to_ship", target=IMPLEMENTER, examples=SHIP_EXAMPLES,
+                                reason="The user agreed to the plan.", payload=_implementation_payload),
+            ),
         ),
         AgentSpec(
             name=IMPLEMENTER,
@@ -275,5 +330,9 @@ def problem_solving_agents(home: LedgerHome | None = None) -> list[AgentSpec]:
             payload_schema=ImplementationHandoff,
             on_enter=_check_feasibility,
             preconditions=(plan_not_rejected,),
+            triggers=(
+                SemanticTrigger(name="asks_for_another_plan", target=DESIGNER, examples=FIX_EXAMPLES,
+                                reason="The plan goes back to design.", payload=_redesign_payload),
+            ),
         ),
-    ]
+    ], utterances={ANALYST: ANALYSIS_EXAMPLES, IMPLEMENTER: IMPLEMENTATION_EXAMPLES})

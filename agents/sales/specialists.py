@@ -26,7 +26,7 @@ from handoff.agents.sales.data import (
 )
 from handoff.agents.spec import AgentSpec, HandoffPayload, InitContext
 from handoff.agents.tooling import ToolContext
-from handoff.agents.triggers import CaseFileTrigger, TriggerContext
+from handoff.agents.triggers import CaseFileTrigger, SemanticTrigger, TriggerContext, bind_semantic_routes
 from handoff.state import CaseFile, InitResult
 
 QUALIFIER = "lead_qualifier"
@@ -242,6 +242,39 @@ def _profile_payload(ctx: TriggerContext) -> dict[str, Any]:
                        f"{case.get('contact_name')} ({case.get('contact_role')}) decides, {case.get('timeline')}"}
 
 
+def _closing_payload(ctx: TriggerContext) -> dict[str, Any]:
+    case = ctx.case_file
+    fields = {"company": case.get("company"), "seats": case.get("seats"),
+              "recommended_plan": case.get("recommended_plan")}
+    return {k: v for k, v in fields.items() if v}
+
+
+def _question_payload(ctx: TriggerContext) -> dict[str, Any]:
+    case = ctx.case_file
+    fields = {"company": case.get("company"), "seats": case.get("seats"), "question": ctx.message[:300]}
+    return {k: v for k, v in fields.items() if v}
+
+
+PRICING_EXAMPLES = (
+    "how much would this cost us?",
+    "can we get a quote?",
+    "what is the price for our team?",
+    "is there a discount if we sign for a year?",
+    "what would that come to per year?",
+)
+"""Asking about money for the deal, in the buyer's own words."""
+
+PRODUCT_EXAMPLES = (
+    "does it support single sign-on?",
+    "can we import our existing data?",
+    "which integrations do you offer?",
+    "is there an audit log for compliance?",
+    "which plan fits our needs?",
+    "where is our data stored?",
+)
+"""Product questions, in the buyer's own words."""
+
+
 def sales_agents(home: LedgerHome | None = None) -> list[AgentSpec]:
     """The lead qualifier, the product specialist and the closer.
 
@@ -249,7 +282,9 @@ def sales_agents(home: LedgerHome | None = None) -> list[AgentSpec]:
         home: Where quotes and orders are recorded when the graph has no store; a new one by default.
     """
     home = home or LedgerHome()
-    return [
+    # No semantic trigger from the qualifier: the qualified-lead rule already hands every message of a
+    # qualified lead on, and the gate refuses an unqualified one whatever it asks.
+    return bind_semantic_routes([
         AgentSpec(
             name=QUALIFIER,
             title="Lead Qualifier",
@@ -284,6 +319,10 @@ def sales_agents(home: LedgerHome | None = None) -> list[AgentSpec]:
             payload_schema=SpecialistHandoff,
             on_enter=_load_profile,
             preconditions=(lead_is_qualified,),
+            triggers=(
+                SemanticTrigger(name="asks_about_price", target=CLOSER, examples=PRICING_EXAMPLES,
+                                reason="The buyer asked about pricing.", payload=_closing_payload),
+            ),
         ),
         AgentSpec(
             name=CLOSER,
@@ -299,5 +338,9 @@ def sales_agents(home: LedgerHome | None = None) -> list[AgentSpec]:
             payload_schema=ClosingHandoff,
             on_enter=_prepare_deal,
             preconditions=(lead_is_qualified,),
+            triggers=(
+                SemanticTrigger(name="asks_about_the_product", target=SPECIALIST, examples=PRODUCT_EXAMPLES,
+                                reason="The buyer has a product question.", payload=_question_payload),
+            ),
         ),
-    ]
+    ])

@@ -296,11 +296,14 @@ function onTurnEvent(name, data) {
   }
 }
 
-async function runTurn(path, body) {
+// onAccepted runs once the service has taken the request (a 2xx), before its events: a
+// refused request (too long, thread busy, ...) must leave what the user typed where it was.
+async function runTurn(path, body, onAccepted) {
   setBusy(true);
   showError("");
   try {
     const response = await api("POST", path, body);
+    onAccepted();
     await readEvents(response, onTurnEvent);
   } catch (error) {
     showError(error.message);
@@ -333,9 +336,15 @@ async function sendMessage(event) {
   const text = $("text").value.trim();
   if (!text || page.busy) return;
   if (!page.threadId) await newThread();
-  $("text").value = "";
-  addMessage({ role: "user", text });
-  await runTurn(`/threads/${page.threadId}/messages`, { text });
+  await runTurn(`/threads/${page.threadId}/messages`, { text }, () => {
+    clearIfUnchanged($("text"), text);
+    addMessage({ role: "user", text });
+  });
+}
+
+// Empty a text box the service has taken the text of, unless the user went on typing meanwhile.
+function clearIfUnchanged(box, sent) {
+  if (box.value.trim() === sent) box.value = "";
 }
 
 async function answerEscalation(event) {
@@ -343,9 +352,9 @@ async function answerEscalation(event) {
   const reply = $("esc-reply").value.trim();
   if (!reply || page.busy) return;
   const handBack = $("esc-hand-back").value || null;
-  $("esc-reply").value = "";
   await runTurn(`/threads/${page.threadId}/escalation`,
-    { reply, hand_back_to: handBack, escalation_id: page.escalationId });
+    { reply, hand_back_to: handBack, escalation_id: page.escalationId },
+    () => clearIfUnchanged($("esc-reply"), reply));
 }
 
 async function start() {

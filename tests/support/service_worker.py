@@ -11,7 +11,9 @@ model wrapped in ``SignalModel``, which obeys markers in the user's message:
 - ``[timeout]``: raise ``openai.APITimeoutError``, as the OpenAI client does
   when the model server does not answer in time.
 
-Everything else is the offline model's ordinary answer.
+Everything else is the offline model's ordinary answer. With ``--environment-model``
+the worker uses the model the environment configures instead (``OPENAI_BASE_URL``,
+e.g. a local stub), as ``python -m handoff.service`` does.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ TIMEOUT_MARK = "[timeout]"
 BLOCK_LIMIT = 60.0
 START_LIMIT = 60.0
 """Seconds a worker may take to answer /healthz after it was started."""
-RETRYABLE = frozenset({"thread_busy", "persistence_unavailable", "turn_interrupted"})
+RETRYABLE = frozenset({"thread_busy", "persistence_unavailable", "persistence_busy", "turn_interrupted"})
 """Error codes after which a client sends the same message (same message_id) again."""
 
 
@@ -82,8 +84,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--db", required=True)
     parser.add_argument("--signals", required=True)
+    parser.add_argument("--environment-model", action="store_true",
+                        help="the model the environment configures, not SignalModel")
     args = parser.parse_args()
-    app = create_app(args.db, model=SignalModel(signals=args.signals))
+    app = create_app(args.db, model=None if args.environment_model else SignalModel(signals=args.signals))
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 
@@ -122,18 +126,29 @@ class Worker:
                 self.kill()
 
 
-def start_worker(db: str, signals: Path, log_dir: Path) -> Worker:
-    """Start a worker process (not waiting for it: see ``wait_ready``)."""
+def start_worker(db: str, signals: Path, log_dir: Path, *, env: dict[str, str] | None = None) -> Worker:
+    """Start a worker process (not waiting for it: see ``wait_ready``).
+
+    Args:
+        db: Its persistence URL.
+        signals: The folder of ``SignalModel``'s markers.
+        log_dir: Where its log goes.
+        env: Settings for it (``HANDOFF_API_TOKENS``, ``OPENAI_BASE_URL``, ...); none are inherited.
+            With ``OPENAI_BASE_URL`` it runs the model the environment configures, not ``SignalModel``.
+    """
     port = free_port()
     log = log_dir / f"worker-{port}.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    settings = dict(env or {})
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "HANDOFF_DB", "LANGSMITH_TRACING", "HANDOFF_API_TOKENS"):
-        env.pop(name, None)
+        full_env.pop(name, None)
+    full_env.update(settings)
+    model = ["--environment-model"] if "OPENAI_BASE_URL" in settings else []
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "tests.support.service_worker", "--port", str(port), "--db", db,
-             "--signals", str(signals)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+             "--signals", str(signals), *model],
+            cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     return Worker(proc, f"http://127.0.0.1:{port}", log)
 
@@ -152,12 +167,14 @@ def wait_ready(worker: Worker, limit: float = START_LIMIT) -> None:
 
 
 @contextlib.contextmanager
-def running_workers(count: int, db: str, signals: Path, log_dir: Path) -> Iterator[list[Worker]]:
+def running_workers(
+    count: int, db: str, signals: Path, log_dir: Path, *, env: dict[str, str] | None = None
+) -> Iterator[list[Worker]]:
     """``count`` workers on ``db``, ready; every one stopped (its group killed if need be) on exit."""
     workers: list[Worker] = []
     try:
         for _ in range(count):
-            workers.append(start_worker(db, signals, log_dir))
+            workers.append(start_worker(db, signals, log_dir, env=env))
         for worker in workers:
             wait_ready(worker)
         yield workers
@@ -204,7 +221,8 @@ def post_message(
 
 
 def send_with_retries(
-    urls: Sequence[str], thread_id: str, sent: Sent, *, first: int = 0, limit: float = 120.0
+    urls: Sequence[str], thread_id: str, sent: Sent, *, first: int = 0, limit: float = 120.0,
+    headers: dict[str, str] | None = None,
 ) -> Sent:
     """Send ``sent`` until the service answers it, as a careful client does.
 
@@ -217,7 +235,7 @@ def send_with_retries(
     for attempt in itertools.count():
         base = urls[(first + attempt) % len(urls)]
         try:
-            response = post_message(base, thread_id, sent.text, sent.message_id)
+            response = post_message(base, thread_id, sent.text, sent.message_id, headers=headers)
         except httpx.TransportError as exc:
             sent.attempts.append(f"connection error ({type(exc).__name__})")
         else:
