@@ -22,7 +22,8 @@ from handoff.graphs.persistence import Persistence
 from handoff.graphs.registry import GRAPHS, get_graph
 from handoff.graphs.telemetry import GRAPH_KEY
 from handoff.monitoring.replay import ReplayError, history, replay
-from handoff.monitoring.report import HandoffReport, build_report, plot_paths
+from handoff.monitoring.report import MAX_PLOTTED, HandoffReport, build_report, plot_paths
+from handoff.monitoring.workflow_plot import plot_workflow
 
 ThreadArg = Annotated[str, typer.Argument(help="Thread id; see `handoff threads`.")]
 GraphOpt = Annotated[str | None, typer.Option(
@@ -119,7 +120,10 @@ def report_cmd(
     thread: Annotated[str | None, typer.Option("--thread", help="Only this conversation.")] = None,
     all_threads: Annotated[bool, typer.Option("--all", help="Every stored conversation (the default).")] = False,
     as_json: JsonOpt = False,
-    plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of each conversation's path.")] = None,
+    plot: Annotated[Path | None, typer.Option(
+        "--plot", help="Write a PNG of the whole workflow: who hands to whom, how often, how well, how fast.")] = None,
+    paths: Annotated[Path | None, typer.Option(
+        "--paths", help=f"Also write a PNG of each conversation's path (the newest {MAX_PLOTTED}).")] = None,
     db: DbOpt = None,
 ) -> None:
     """Handoffs per pair, acceptance/rejection/failure rates, bounces, hops, latency and tokens."""
@@ -133,16 +137,33 @@ def report_cmd(
                                       [thread] if thread else None)
             except LookupError as exc:
                 raise CliError(f"{exc.args[0]}; see `handoff threads`") from None
-        try:
-            written = plot_paths(report, plot) if plot else None
-        except (ImportError, OSError) as exc:
-            raise CliError(f"cannot write {plot}: {exc}") from None
+        notes: list[str] = []
+        for target, draw in ((plot, _draw_workflow), (paths, _draw_paths)):
+            if target is None:
+                continue
+            try:
+                notes.append(draw(report, target))
+            except (ImportError, OSError) as exc:
+                raise CliError(f"cannot write {target}: {exc}") from None
     if as_json:
         _print_json(report.model_dump(mode="json"))
     else:
         show_report(report)
-    if written:
-        (err if as_json else out).print(f"path picture written to {written}", highlight=False)
+    for note in notes:
+        (err if as_json else out).print(note, highlight=False)
+
+
+def _draw_workflow(report: HandoffReport, target: Path) -> str:
+    picture = plot_workflow(report, target)
+    return f"workflow picture ({picture.title}) written to {picture.path}"
+
+
+def _draw_paths(report: HandoffReport, target: Path) -> str:
+    written = plot_paths(report, target)
+    shown = min(len(report.conversations), MAX_PLOTTED)
+    limited = (f"; it shows the newest {shown} of {len(report.conversations)} conversations"
+               if len(report.conversations) > MAX_PLOTTED else "")
+    return f"path picture written to {written}{limited}"
 
 
 def _pct(value: float | None) -> str:

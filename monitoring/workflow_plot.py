@@ -54,7 +54,8 @@ def pair_label(pair: PairStats) -> str:
 
 def workflow_title(report: HandoffReport) -> str:
     rate = f", {report.acceptance_rate:.0%} accepted" if report.acceptance_rate is not None else ""
-    return f"{len(report.conversations)} conversations, {report.handoffs} handoffs{rate}"
+    n, h = len(report.conversations), report.handoffs
+    return f"{n} conversation{'' if n == 1 else 's'}, {h} handoff{'' if h == 1 else 's'}{rate}"
 
 
 def plot_workflow(report: HandoffReport, out: str | Path) -> WorkflowPicture:

@@ -133,16 +133,30 @@ def test_the_report_command_prints_json_and_writes_the_picture(tmp_path: Path) -
     for text in get_graph("customer-service").demo:
         args = ["run", "customer-service", "-m", text, "--json", *(["--thread", thread] if thread else [])]
         thread = json.loads(runner.invoke(app, args).stdout)["thread_id"]
-    picture = tmp_path / "paths.png"
+    picture, paths = tmp_path / "flow.png", tmp_path / "paths.png"
 
-    result = runner.invoke(app, ["report", "--thread", str(thread), "--json", "--plot", str(picture)])
+    result = runner.invoke(app, ["report", "--thread", str(thread), "--json", "--plot", str(picture),
+                                 "--paths", str(paths)])
 
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     [conversation] = data["conversations"]
     assert conversation["path"] == [GENERAL, TECHNICAL, BILLING]
     assert (data["handoffs"], data["accepted"], data["hops_max"]) == (2, 2, 2)
-    assert picture.read_bytes()[:4] == b"\x89PNG"
+    assert picture.read_bytes()[:4] == paths.read_bytes()[:4] == b"\x89PNG"
+    assert "workflow picture (1 conversation, 2 handoffs, 100% accepted)" in result.stderr
+
+
+def test_the_path_picture_says_when_it_limits_the_conversations_it_draws(tmp_path: Path) -> None:
+    from handoff.monitoring.report import MAX_PLOTTED
+
+    runner = CliRunner()
+    for _ in range(MAX_PLOTTED + 1):
+        assert runner.invoke(app, ["run", "customer-service", "-m", "hello"]).exit_code == 0
+    result = runner.invoke(app, ["report", "--all", "--paths", str(tmp_path / "paths.png")])
+
+    assert result.exit_code == 0, result.output
+    assert f"the newest {MAX_PLOTTED} of {MAX_PLOTTED + 1} conversations" in result.output
 
 
 def test_the_report_command_refuses_an_unknown_thread_and_both_scopes() -> None:
