@@ -18,6 +18,7 @@ from handoff.agents.offline import OfflineChatModel
 from handoff.graphs import log_safety
 from handoff.graphs.customer_service import SENSITIVITY, build_customer_service_graph
 from handoff.service.storage import open_service_persistence
+from tests.support.debug_logs import Records, root_debug_logs
 
 CONVERSATION = (
     "Hi, this is Dana, account ACC-1001, postcode 90210, email dana@example.com.",
@@ -26,35 +27,12 @@ CONVERSATION = (
 )
 SENSITIVE = ("ACC-1001", "Dana", "Reyes", "dana@example.com", "90210", "4111 1111 1111 1111",
              "4111111111111111")
-FORMAT = logging.Formatter("%(levelname)s %(name)s %(message)s")
-
-
-class Records(logging.Handler):
-    """Every record that reaches it, formatted as a log file would hold it."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.setFormatter(FORMAT)
-        self.records: list[logging.LogRecord] = []
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-        self.lines.append(self.format(record))
 
 
 @pytest.fixture
 def debug_logs() -> Iterator[Records]:
-    """Root logging at DEBUG into a handler added after the graph module was imported."""
-    root, handler = logging.getLogger(), Records()
-    level = root.level
-    root.setLevel(logging.DEBUG)
-    root.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
+    with root_debug_logs() as records:
+        yield records
 
 
 def leaked(lines: list[str]) -> list[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +24,7 @@ from handoff.graphs.retry import MAX_ATTEMPTS
 from handoff.graphs.session import HandoffSession
 from handoff.service.storage import open_service_persistence
 from tests.helpers import compile_memory
+from tests.support.debug_logs import Records, root_debug_logs
 from tests.support.openai_stub import TRICKLE, OpenAIStub, raw_tool_reply, text_reply
 
 CLOSED_WITHIN_S = 30
@@ -150,29 +150,10 @@ def file_complaint(text: str) -> str:
     raise ValueError(f"complaint backend refused {text!r}")
 
 
-class Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
-        self.lines: list[str] = []
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-        self.lines.append(self.format(record))
-
-
 @pytest.fixture
 def debug_logs() -> Iterator[Records]:
-    root, handler = logging.getLogger(), Records()
-    level = root.level
-    root.setLevel(logging.DEBUG)
-    root.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
+    with root_debug_logs() as records:
+        yield records
 
 
 def test_failing_turns_log_ids_agents_and_kinds_and_never_what_the_user_wrote(debug_logs: Records) -> None:
