@@ -13,12 +13,9 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langgraph.checkpoint.base import empty_checkpoint
@@ -33,9 +30,9 @@ from handoff.graphs.registry import get_graph
 from handoff.service.locks import PostgresTurnLocks
 from tests.support.local_http import JsonHandler, serving
 from tests.support.openai_stub import TRICKLE, OpenAIStub
+from tests.support.postgres import postgres_schema
 
 ROOT = Path(__file__).resolve().parents[1]
-POSTGRES_URL = os.environ.get("HANDOFF_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 GRAPH = "customer-service"
 runner = CliRunner()
 
@@ -310,21 +307,9 @@ def test_a_busy_thread_is_refused_with_exit_3_when_not_waiting(tmp_path: Path) -
     assert invoke("run", GRAPH, "-m", "hello", "--thread", "held", "--db", url, "--wait", "0").exit_code == 0
 
 
-@contextmanager
-def postgres_schema() -> Iterator[str]:
-    schema = f"cli_faults_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
-
-
 def test_the_cli_and_the_service_share_the_turn_lock_on_postgresql() -> None:
     thread_id = f"pg-{uuid.uuid4().hex[:8]}"
-    with postgres_schema() as url:
+    with postgres_schema("cli_faults") as url:
         async def held_by_the_service(work):
             locks = PostgresTurnLocks(url)
             lock = await locks.acquire(thread_id)

@@ -10,16 +10,13 @@ and processes, money must be money, and a replay works on a scratch ledger.
 from __future__ import annotations
 
 import math
-import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from langchain_core.tools import BaseTool
 from langgraph.checkpoint.memory import InMemorySaver
@@ -43,9 +40,9 @@ from handoff.graphs.registry import get_graph
 from handoff.graphs.session import HandoffSession
 from handoff.monitoring.replay import history, replay
 from tests.helpers import compile_memory
+from tests.support.postgres import postgres_schema
 from tests.support.service_worker import Worker, post_message, running_workers
 
-POSTGRES_URL = os.environ.get("HANDOFF_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 DEMO = get_graph("customer-service").demo
 AGAIN = "Please refund invoice INV-2002 again."
 
@@ -157,27 +154,13 @@ def tool_results(session: HandoffSession) -> dict[str, str]:
 # --- races: ids and shares across connections -----------------------------------------------------
 
 
-@contextmanager
-def postgres_schema() -> Iterator[str]:
-    """A PostgreSQL URL on a schema of its own (dropped afterwards), so the ledger starts empty."""
-    schema = f"side_effects_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    joiner = "&" if "?" in POSTGRES_URL else "?"
-    try:
-        yield f"{POSTGRES_URL}{joiner}options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database that several connections (as several workers would) share."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'shared.sqlite'}"
     else:
-        with postgres_schema() as url:
+        with postgres_schema("side_effects") as url:
             yield url
 
 
@@ -283,7 +266,7 @@ def test_two_workers_on_postgresql_pay_a_refund_once(tmp_path: Path) -> None:
     signals, logs = tmp_path / "signals", tmp_path / "logs"
     signals.mkdir()
     logs.mkdir()
-    with postgres_schema() as url:
+    with postgres_schema("side_effects") as url:
         # Tables set up first: two workers setting up an empty database at once deadlock (the
         # set-up lock's waiter blocks the other's CREATE INDEX CONCURRENTLY); see service/storage.py.
         with open_persistence(url):

@@ -8,13 +8,10 @@ project generates are unchanged by it.
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg
 import pytest
 from langchain_core.messages import HumanMessage
 
@@ -28,23 +25,10 @@ from handoff.graphs.journal import Journal
 from handoff.graphs.persistence import open_persistence
 from handoff.graphs.session import HandoffSession
 from handoff.service.storage import open_service_persistence
+from tests.support.postgres import postgres_schema
 
-POSTGRES_URL = os.environ.get("HANDOFF_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 THREAD_IDS = ("order.42", "dana@example.com")
 TURNS = ("Hi, this is Dana, account ACC-1001, postcode 90210.", "My internet keeps dropping every evening.")
-
-
-@contextmanager
-def postgres_schema() -> Iterator[str]:
-    """A PostgreSQL URL on a schema of its own (dropped afterwards): these thread ids are fixed."""
-    schema = f"thread_ids_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -52,7 +36,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'threads.sqlite'}"
     else:
-        with postgres_schema() as url:
+        with postgres_schema("thread_ids") as url:
             yield url
 
 
