@@ -28,6 +28,9 @@ class ToolContext(BaseModel):
     store: BaseStore | None = Field(
         default=None, description="The graph's LangGraph store (the run's own persistence), if it has one."
     )
+    context: Any = Field(
+        default=None, description="The run's context (the graph's context_schema): e.g. a user or tenant id."
+    )
 
     def key(self, *parts: object) -> str:
         """An idempotency key scoped to this conversation."""

@@ -37,11 +37,12 @@ __all__ = [
 class TriggerContext(BaseModel):
     """What a trigger may look at."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     source: str
     message: str
     case_file: dict[str, Any]
+    context: Any = Field(default=None, description="The run's context (the graph's context_schema), if any.")
 
 
 PayloadBuilder = Callable[[TriggerContext], dict[str, Any]]

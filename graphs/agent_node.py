@@ -14,10 +14,9 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langgraph.errors import GraphBubbleUp
 from langgraph.runtime import Runtime
-from langgraph.store.base import BaseStore
 
 from handoff.agents.models import call_deadline
-from handoff.agents.spec import AgentSpec
+from handoff.agents.spec import AgentSpec, InputFilter
 from handoff.agents.tooling import ToolContext
 from handoff.graphs.agent_calls import ModelCall, Steps, ToolCall, adrive, drive, tool_note, within_deadline
 from handoff.graphs.boundary import (
@@ -30,11 +29,26 @@ from handoff.graphs.boundary import (
     sanitize_value,
 )
 from handoff.graphs.briefing import EARLIER_MESSAGES, build_prompt
-from handoff.graphs.gate import GatePolicy, validate
+from handoff.graphs.build_errors import GraphBuildError
+from handoff.graphs.foreign_agent import (
+    ForeignAgentError,
+    ForeignCall,
+    ForeignTurn,
+    make_command_transfer_tool,
+    request_from_command,
+    resolve_agent,
+)
+from handoff.graphs.gate import GatePolicy, handoff_enabled, validate
 from handoff.graphs.journal import Journal
 from handoff.graphs.nodes import RunnableCallable, thread_of
 from handoff.graphs.retry import MAX_ATTEMPTS, model_failure
-from handoff.graphs.transfer import TRANSFER_PREFIX, announced_transfer, make_transfer_tool, request_from_call
+from handoff.graphs.transfer import (
+    TRANSFER_PREFIX,
+    announced_transfer,
+    make_transfer_tool,
+    request_from_call,
+    transfer_targets,
+)
 from handoff.state import (
     CaseFile,
     CaseFileError,
@@ -61,11 +75,31 @@ def bind_agent_model(
     """The model with this agent's tools bound, with a fallback model if one is set; each model's calls
     have their own total deadline (``call_deadline``), so a stalled main model leaves the fallback its
     whole time."""
-    bound = within_deadline(model.bind_tools(tools) if tools else model, call_deadline(model))
+    bound = within_deadline(bind_tools(model, tools), call_deadline(model))
     if fallback is None:
         return bound
-    return bound.with_fallbacks(
-        [within_deadline(fallback.bind_tools(tools) if tools else fallback, call_deadline(fallback))])
+    return bound.with_fallbacks([within_deadline(bind_tools(fallback, tools), call_deadline(fallback))])
+
+
+def bind_tools(model: BaseChatModel, tools: list[BaseTool]) -> Runnable:
+    """``model.bind_tools(tools)``; a model that cannot call tools (e.g. langchain-core's
+    ``GenericFakeChatModel``) answers in text, and a handoff it announces in text still reaches the gate.
+
+    Raises:
+        GraphBuildError: the model cannot call tools and the agent has tools of its own.
+    """
+    if not tools:
+        return model
+    try:
+        return model.bind_tools(tools)
+    except NotImplementedError:
+        own = [t.name for t in tools if not t.name.startswith(TRANSFER_PREFIX)]
+        if own:
+            raise GraphBuildError(
+                f"{type(model).__name__} cannot call tools (no bind_tools), but the agent has tools: "
+                f"{', '.join(own)}; give it a tool-calling model, or no tools"
+            ) from None
+        return model
 
 
 def make_agent_node(
@@ -77,21 +111,45 @@ def make_agent_node(
     case_file_model: type[CaseFile],
     policy: GatePolicy,
     default_agent: str,
+    extension_keys: frozenset[str] = frozenset(),
 ) -> RunnableCallable:
     """The node for one agent, with a sync path (``graph.stream``) and an async one
-    (``graph.astream``: model and tool calls are awaited, so a slow model call holds no thread)."""
+    (``graph.astream``: model and tool calls are awaited, so a slow model call holds no thread).
+
+    ``extension_keys`` are the keys the graph's state schema adds to ``HandoffState``; a
+    bring-your-own agent may update them (graphs/foreign_agent.py).
+    """
     targets = {name: specs[name] for name in spec.handoffs if name in specs}
-    transfer_tools = [make_transfer_tool(t) for t in targets.values()]
+    tool_targets = transfer_targets(spec)
     own = {t.name: t for t in spec.tools}
-    with_transfers = bind_agent_model(spec.model or model, [*spec.tools, *transfer_tools], fallback)
-    without_transfers = bind_agent_model(spec.model or model, list(spec.tools), fallback)
+    runnables: dict[frozenset[str], Runnable] = {}
+
+    def runnable_for(enabled: Mapping[str, AgentSpec]) -> Runnable:
+        """The model (or the agent's own runnable) offered exactly the enabled transfer tools; one per
+        set of enabled targets, made once."""
+        key = frozenset(enabled)
+        if key not in runnables:
+            if spec.agent is not None:
+                runnables[key] = resolve_agent(
+                    spec, [make_command_transfer_tool(t, spec) for t in enabled.values()])
+            else:
+                transfers = [make_transfer_tool(t, spec) for t in enabled.values()]
+                runnables[key] = bind_agent_model(spec.model or model, [*spec.tools, *transfers], fallback)
+        return runnables[key]
+
+    def is_transfer(name: str) -> bool:
+        # A transfer_to_ name not offered still makes a request: the gate refuses it with the reason.
+        return name in tool_targets or (name.startswith(TRANSFER_PREFIX) and name not in own)
+
+    runnable_for(targets)  # made now, so a model or agent that cannot be bound fails the build
+    runnable_for({})
 
     def agent(state: HandoffState, runtime: Runtime) -> dict[str, Any]:
         journal = Journal(runtime.store, thread_of(runtime), deferred=True)
         try:
             upto = _earlier_upto(state)
             earlier = journal.messages(upto, last=EARLIER_MESSAGES) if upto else []
-            update = drive(_steps(state, journal.thread_id, earlier, runtime.store))
+            update = drive(_steps(state, journal.thread_id, earlier, runtime))
         except GraphBubbleUp:
             raise
         except Exception as exc:
@@ -105,7 +163,7 @@ def make_agent_node(
         try:
             upto = _earlier_upto(state)
             earlier = await journal.amessages(upto, last=EARLIER_MESSAGES) if upto else []
-            update = await adrive(_steps(state, journal.thread_id, earlier, runtime.store))
+            update = await adrive(_steps(state, journal.thread_id, earlier, runtime))
         except GraphBubbleUp:
             raise
         except Exception as exc:
@@ -114,18 +172,26 @@ def make_agent_node(
         await journal.aflush()
         return plain_update(_announce(state, update, runtime))
 
-    def _steps(state: HandoffState, thread: str, earlier: list[BaseMessage], store: BaseStore | None) -> Steps:
+    def _steps(state: HandoffState, thread: str, earlier: list[BaseMessage], runtime: Runtime) -> Steps:
         may_hand_off = state.get("hops", 0) < policy.max_hops_per_turn
-        runnable = with_transfers if may_hand_off else without_transfers
-
         case_file = dict(state.get("case_file") or {})
+        enabled = {name: t for name, t in targets.items()
+                   if may_hand_off and handoff_enabled(spec, name, case_file, runtime.context)}
+        runnable = runnable_for(enabled)
+        input_filter = _edge_filter(state, spec, specs)
+        if spec.agent is not None:
+            prompt = build_prompt(spec, targets=enabled, state=state, earlier=earlier, input_filter=input_filter)
+            turn = yield ForeignCall(runnable, prompt)
+            return _foreign_update(state, turn, enabled, runtime.context)
+
         case_updates: dict[str, Any] = {}
         new: list[BaseMessage] = []
         usage = {"model_calls": 0, "prompt_tokens": 0}
         pending: HandoffRequest | None = None
         for _ in range(spec.max_tool_rounds):
             # Rebuilt each round so this turn's tool results count against the budget too.
-            prompt = build_prompt(spec, targets=targets, state=state, earlier=earlier, current=new)
+            prompt = build_prompt(spec, targets=enabled, state=state, earlier=earlier, current=new,
+                                  input_filter=input_filter)
             raw = yield ModelCall(runnable, prompt)
             usage["model_calls"] += 1
             usage["prompt_tokens"] += _prompt_tokens(raw, prompt)
@@ -136,15 +202,15 @@ def make_agent_node(
                        for call, reason in refused)
             refused_ids = {call["id"] for call, _ in refused}
             if not ai.tool_calls:
-                if may_hand_off:
-                    pending = announced_transfer(spec, targets, ai, {**case_file, **case_updates})
+                if enabled:
+                    pending = announced_transfer(spec, enabled, ai, {**case_file, **case_updates})
                     if _repeats_a_refusal(state, spec.name, pending):
                         pending = None  # the text reports that very refusal; do not ask again
                 break
             valid = [c for c in ai.tool_calls if c["id"] not in refused_ids]
-            transfers = [c for c in valid if c["name"].startswith(TRANSFER_PREFIX)]
+            transfers = [c for c in valid if is_transfer(c["name"])]
             for call in valid:
-                if call["name"].startswith(TRANSFER_PREFIX):
+                if call in transfers:
                     continue
                 tool = own.get(call["name"])
                 if tool is None:
@@ -152,7 +218,7 @@ def make_agent_node(
                                                "an agent can use only its own tools"))
                     continue
                 ctx = ToolContext(thread_id=thread, agent=spec.name, case_file={**case_file, **case_updates},
-                                  store=store)
+                                  store=runtime.store, context=runtime.context)
                 result, updates = yield ToolCall(tool, call, ctx)
                 if updates:
                     try:
@@ -163,32 +229,74 @@ def make_agent_node(
                         result = result.model_copy(update={"content": f"{result.content} ({exc})"})
                 new.append(result)
             if transfers:
-                pending = _choose_transfer(transfers, state, new)
+                pending = _choose_transfer(transfers, state, new, runtime.context)
                 break
         else:
             new.append(AIMessage(content=f"({spec.title} stopped after {spec.max_tool_rounds} tool rounds.)",
                                  name=spec.name))
 
+        update = _turn_update(state, new, pending, usage)
+        if case_updates:
+            update["case_file"] = case_updates
+        return update
+
+    def _turn_update(state: HandoffState, new: list[BaseMessage], pending: HandoffRequest | None,
+                     usage: dict[str, int]) -> dict[str, Any]:
         update: dict[str, Any] = {
             "messages": new,
             "pending_handoff": pending,
             "usage": {spec.name: usage},
             "notice": None,
         }
-        if case_updates:
-            update["case_file"] = case_updates
         if state.get("receiving") and pending is None:
             update["receiving"] = None
             update["_completed"] = True
         return update
 
+    def _foreign_update(state: HandoffState, turn: ForeignTurn, enabled: Mapping[str, AgentSpec],
+                        context: Any) -> dict[str, Any]:
+        """A bring-your-own agent's turn as the node's update: its messages made storable, every call
+        answered, at most one handoff, and the graph's own extension keys it returned."""
+        new: list[BaseMessage] = []
+        for message in turn.messages:
+            if isinstance(message, AIMessage):
+                ai, refused = from_model(message, spec.name)
+                new.append(ai)
+                new.extend(tool_note(call, f"error: {reason}; the call was not carried out")
+                           for call, reason in refused)
+            elif isinstance(message, ToolMessage):
+                new.append(clean_tool_message(message))
+        pending: HandoffRequest | None = None
+        if turn.command is not None:
+            pending = request_from_command(spec, turn.command, new)
+        else:
+            last = next((m for m in reversed(new) if isinstance(m, AIMessage)), None)
+            answered = {m.tool_call_id for m in new if isinstance(m, ToolMessage)}
+            transfers = [c for c in (last.tool_calls if last else [])
+                         if c["id"] not in answered and is_transfer(c["name"])]
+            if transfers:
+                pending = _choose_transfer(transfers, state, new, context)
+            elif last is not None and not last.tool_calls and enabled:
+                pending = announced_transfer(spec, enabled, last, dict(state.get("case_file") or {}))
+        answered = {m.tool_call_id for m in new if isinstance(m, ToolMessage)}
+        for message in list(new):
+            for call in message.tool_calls if isinstance(message, AIMessage) else []:
+                if call["id"] not in answered and (pending is None or call["id"] != pending.tool_call_id):
+                    new.append(tool_note(call, "not carried out: the agent's turn ended before it ran"))
+        if not any(isinstance(m, AIMessage) for m in new):
+            raise ForeignAgentError(f"{spec.name} returned no answer")
+        calls = sum(1 for m in new if isinstance(m, AIMessage))
+        update = _turn_update(state, new, pending, {"model_calls": calls, "prompt_tokens": 0})
+        update.update(extension_update(turn.state, extension_keys, spec.name))
+        return update
+
     def _choose_transfer(
-        transfers: list[dict[str, Any]], state: HandoffState, new: list[BaseMessage]
+        transfers: list[dict[str, Any]], state: HandoffState, new: list[BaseMessage], context: Any
     ) -> HandoffRequest:
         """First valid wins; every other transfer call is answered as not executed."""
-        requests = [request_from_call(spec.name, c) for c in transfers]
+        requests = [request_from_call(spec.name, c, tool_targets.get(c["name"])) for c in transfers]
         chosen = next(
-            (r for r in requests if validate(r, specs=specs, state=state, policy=policy)[1] is None),
+            (r for r in requests if validate(r, specs=specs, state=state, policy=policy, context=context)[1] is None),
             requests[0],
         )
         for r in requests:
@@ -250,6 +358,43 @@ def make_agent_node(
     agent.__name__ = aagent.__name__ = spec.name
     # trace=False: LangGraph traces the node itself; a traced callable would nest a second run.
     return RunnableCallable(agent, aagent, name=spec.name, trace=False)
+
+
+def _edge_filter(state: HandoffState, spec: AgentSpec, specs: Mapping[str, AgentSpec]) -> InputFilter | None:
+    """The input filter of the handoff that gave ``spec`` the conversation, if it declared one."""
+    last = next((r for r in reversed(records_of(state)) if r.outcome == "accepted"), None)
+    if last is None or last.target != spec.name or last.source not in specs:
+        return None
+    policy = specs[last.source].policy_for(spec.name)
+    return policy.input_filter if policy else None
+
+
+def extension_update(output: Mapping[str, Any], keys: frozenset[str], agent: str) -> dict[str, Any]:
+    """The graph's own extension keys from a bring-your-own agent's output, checked storable.
+
+    Raises:
+        ForeignAgentError: a value cannot be stored (too deep, too large, not plain data).
+    """
+    update: dict[str, Any] = {}
+    for key in keys & output.keys():
+        try:
+            check_value(output[key], field=f"{agent}'s {key}")
+        except InputRefused as exc:
+            raise ForeignAgentError(str(exc)) from None
+        update[key] = output[key]
+    return update
+
+
+def clean_tool_message(message: ToolMessage) -> ToolMessage:
+    """A tool result from a bring-your-own agent, made storable (its text may echo anything)."""
+    content = message.content
+    return ToolMessage(
+        content=clean_text(content, max_chars=MAX_MODEL_TEXT_CHARS) if isinstance(content, str)
+        else clean_value(content, max_chars=MAX_MODEL_TEXT_CHARS),
+        tool_call_id=clean_text(message.tool_call_id, max_chars=MAX_ID_CHARS),
+        name=None if message.name is None else clean_text(message.name, max_chars=MAX_ID_CHARS),
+        status=message.status,
+    )
 
 
 def _earlier_upto(state: HandoffState) -> int:

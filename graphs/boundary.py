@@ -84,9 +84,10 @@ class InputRefused(ValueError):
 # ------------------------------------------------------------------------------------------ input
 
 
-def admit(graph_input: Any) -> Any:
+def admit(graph_input: Any, extra_keys: frozenset[str] = frozenset()) -> Any:
     """The input as the graph takes it: ``None`` (continue from the checkpoint), a resume
-    ``Command``, or ``{"messages": [HumanMessage, ...]}``.
+    ``Command``, or ``{"messages": [HumanMessage, ...]}`` (plus the application's own ``extra_keys``,
+    which the graph's input schema declares, each checked storable and within the limits).
 
     Raises:
         InputRefused: trusted keys or unknown keys in the input, a ``Command`` that updates state or
@@ -101,13 +102,17 @@ def admit(graph_input: Any) -> Any:
         raise InputRefused(
             f"a turn's input is {{'messages': [the user's message]}}, not {type(graph_input).__name__}"
         )
-    extra = [str(k) for k in graph_input if k not in INPUT_KEYS]
+    extra = [str(k) for k in graph_input if k not in INPUT_KEYS and k not in extra_keys]
     if extra:
         trusted = [k for k in extra if k in TRUSTED_KEYS]
         detail = (f"{', '.join(trusted)} {'is' if len(trusted) == 1 else 'are'} written only by the "
                   "graph's own nodes" if trusted else f"unknown key(s): {', '.join(extra)}")
-        raise InputRefused(f"a turn's input may carry only 'messages' (the user's message); {detail}")
-    return {"messages": _user_messages(graph_input.get("messages"))}
+        allowed = ", ".join(repr(k) for k in ("messages", *sorted(extra_keys)))
+        raise InputRefused(f"a turn's input may carry only {allowed}; {detail}")
+    own = {str(k): v for k, v in graph_input.items() if k in extra_keys}
+    for key, value in own.items():
+        check_value(value, field=key)
+    return {"messages": _user_messages(graph_input.get("messages")), **own}
 
 
 def _admit_command(command: Command) -> Command:

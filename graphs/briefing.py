@@ -16,7 +16,7 @@ when the system prompt itself (instructions, case file, briefing) is larger.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langchain_core.messages import (
@@ -37,7 +37,7 @@ from handoff.agents.prompt_markers import (
     NOTICE_MARKER,
     TOPICS_MARKER,
 )
-from handoff.agents.spec import AgentSpec, HandoffPayload
+from handoff.agents.spec import AgentSpec, HandoffPayload, InputFilter
 from handoff.state import HandoffRequest, InitResult
 
 EARLIER_MESSAGES = 16
@@ -66,6 +66,7 @@ def system_prompt(
     just_received: bool = False,
     notice: str | None = None,
     earlier: Sequence[BaseMessage] | str = (),
+    tool_names: Mapping[str, str] | None = None,
 ) -> str:
     """The agent's instructions plus everything it must know, never trimmed.
 
@@ -77,13 +78,15 @@ def system_prompt(
         just_received: Whether this is the receiver's first answer after the handoff.
         notice: A note from the gate, e.g. why the agent's last handoff was refused.
         earlier: Messages to summarise, or a ready summary.
+        tool_names: The transfer tool's name per target, where the agent's ``Handoff`` overrides it.
     """
     lines = [spec.instructions, "", f"{AGENT_MARKER} {spec.name}", f"You are {spec.title}."]
     if spec.topics:
         lines.append(f"{TOPICS_MARKER} {', '.join(spec.topics)}")
     if targets:
         lines.append("You may hand the conversation to: " + "; ".join(
-            f"{t.title} (tool {t.transfer_tool_name}): {t.description}" for t in targets.values()
+            f"{t.title} (tool {(tool_names or {}).get(t.name, t.transfer_tool_name)}): {t.description}"
+            for t in targets.values()
         ))
         lines.append("To hand over, call the transfer tool; saying so in text does nothing.")
     facts = {k: v for k, v in case_file.items() if v not in (None, "", [])}
@@ -140,6 +143,7 @@ def build_prompt(
     state: dict[str, Any],
     earlier: Sequence[BaseMessage] = (),
     current: Sequence[BaseMessage] = (),
+    input_filter: InputFilter | None = None,
 ) -> list[BaseMessage]:
     """System prompt plus the visible history, within the agent's token budget.
 
@@ -152,6 +156,8 @@ def build_prompt(
             results of earlier rounds). When given, they are returned at the end
             of the prompt, inside the budget; when not, the caller appends them
             and only the tool reserve keeps the total within the budget.
+        input_filter: Shapes the history before the budget applies (the handoff's own filter, or the
+            agent's ``ContextPolicy.input_filter``); this turn's own messages are never filtered.
     """
     budget = spec.context.token_budget
     brief = {
@@ -160,12 +166,13 @@ def build_prompt(
         "briefing": state.get("briefing"),
         "just_received": bool(state.get("receiving")),
         "notice": state.get("notice"),
+        "tool_names": {t: spec.tool_name_for(t) for t in targets},
     }
     fixed = prompt_tokens([SystemMessage(system_prompt(spec, **brief))])
     own_turn = list(current)
     reserve = min(max(prompt_tokens(own_turn) if own_turn else 0,
                       int(budget * TOOL_RESERVE) if spec.tools else 0), budget // 2)
-    turns = split_turns(policy_view(spec, state.get("messages") or []))
+    turns = split_turns(policy_view(spec, state.get("messages") or [], input_filter))
     older, latest = turns[:-1], (turns[-1] if turns else [])
     may_hide = bool(earlier) or bool(older)
     room = budget - fixed - reserve - (_summary_tokens() if may_hide else 0)
@@ -193,12 +200,37 @@ def build_prompt(
     return [system, *history, *own_turn]
 
 
-def policy_view(spec: AgentSpec, messages: Sequence[BaseMessage]) -> list[BaseMessage]:
-    """The window as the agent's context policy shows it, before the budget applies."""
+def policy_view(spec: AgentSpec, messages: Sequence[BaseMessage],
+                input_filter: InputFilter | None = None) -> list[BaseMessage]:
+    """The window as the agent's context policy (and input filter) shows it, before the budget applies.
+
+    Raises:
+        InputFilterError: the filter failed or did not return a list of messages.
+    """
     history = list(messages)
     if spec.context.mode == "filtered":
         history = without_foreign_tool_chatter(spec.name, history)
+    chosen = input_filter or spec.context.input_filter
+    if chosen is not None:
+        history = run_filter(chosen, history)
     return ensure_paired(history)
+
+
+class InputFilterError(ValueError):
+    """An input filter raised, or returned something other than a sequence of messages."""
+
+
+def run_filter(chosen: InputFilter, history: list[BaseMessage]) -> list[BaseMessage]:
+    name = getattr(chosen, "__name__", type(chosen).__name__)
+    try:
+        shaped = chosen(list(history))
+    except Exception as exc:
+        raise InputFilterError(f"input filter {name} failed: {type(exc).__name__}") from exc
+    if isinstance(shaped, str | bytes) or not isinstance(shaped, Sequence) \
+            or not all(isinstance(m, BaseMessage) for m in shaped):
+        raise InputFilterError(f"input filter {name} must return a list of messages, "
+                               f"not {type(shaped).__name__}")
+    return list(shaped)
 
 
 def split_turns(messages: Sequence[BaseMessage]) -> list[list[BaseMessage]]:

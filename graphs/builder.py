@@ -10,6 +10,7 @@ Topology (every edge is declared, so Studio and the Mermaid picture show it):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import END, START
@@ -17,6 +18,7 @@ from langgraph.graph import END, START
 from handoff.agents.models import make_chat_model, make_fallback_model
 from handoff.agents.spec import AgentSpec
 from handoff.graphs.agent_node import make_agent_node
+from handoff.graphs.build_errors import GraphBuildError
 from handoff.graphs.compiled import HandoffStateGraph
 from handoff.graphs.gate import GATE, GatePolicy, make_gate
 from handoff.graphs.human import HUMAN, make_human_node, with_escalation
@@ -38,10 +40,6 @@ def handoff_label(targets: Sequence[str]) -> str:
     refuses it.
     """
     return "hands to " + ", ".join(targets) if targets else "hands to nobody"
-
-
-class GraphBuildError(ValueError):
-    """The declared agents do not form a valid handoff graph."""
 
 
 def check_specs(agents: Sequence[AgentSpec], default_agent: str) -> dict[str, AgentSpec]:
@@ -81,6 +79,9 @@ def build_handoff_graph(
     human_escalation: bool = False,
     name: str = "handoff",
     sensitivity: Sensitivity | None = None,
+    state_schema: type[Any] = HandoffState,
+    input_schema: type[Any] = HandoffInput,
+    context_schema: type[Any] | None = None,
 ) -> HandoffStateGraph:
     """The uncompiled graph; compile it with the checkpointer and store you choose.
 
@@ -96,6 +97,14 @@ def build_handoff_graph(
         name: Graph name for traces and reports.
         sensitivity: What the domain declares sensitive; masked in traces and logs however the graph
             is run (graphs/masking.py). A graph that declares one is masked by default.
+        state_schema: ``HandoffState`` or a TypedDict extending it with the application's own keys and
+            reducers; they are checkpointed like the rest. A caller's input may carry those declared
+            in ``input_schema``; a bring-your-own agent may return any of them.
+        input_schema: What a turn's input may carry: ``HandoffInput`` (the user's messages), or a
+            TypedDict extending it with some of ``state_schema``'s own keys.
+        context_schema: The run-time context (``graph.invoke(..., context=...)``, e.g. a user or tenant
+            id); tools (``ToolContext.context``), triggers, enabled-checks, preconditions and
+            initialisation actions receive it.
     """
     if human_escalation:
         agents = with_escalation(list(agents))
@@ -107,8 +116,11 @@ def build_handoff_graph(
         model = make_chat_model()
         fallback_model = fallback_model or make_fallback_model()
 
-    graph = HandoffStateGraph(HandoffState, input_schema=HandoffInput, output_schema=HandoffOutput)
+    extension_keys, input_keys = check_schemas(state_schema, input_schema)
+    graph = HandoffStateGraph(state_schema, context_schema=context_schema, input_schema=input_schema,
+                              output_schema=HandoffOutput)
     graph.name = graph.handoff_name = name
+    graph.extra_input_keys = input_keys
     graph.sensitivity = sensitivity
     graph.agent_specs = dict(specs)
     graph.add_node(INTAKE, make_intake(specs, default_agent=default_agent, case_file_model=case_file_model))
@@ -121,7 +133,7 @@ def build_handoff_graph(
             continue
         node = make_agent_node(spec, specs=specs, model=model, fallback=fallback_model,
                                case_file_model=case_file_model, policy=policy,
-                               default_agent=default_agent)
+                               default_agent=default_agent, extension_keys=extension_keys)
         graph.add_node(spec.name, node, retry_policy=MODEL_RETRY)
         graph.add_conditional_edges(spec.name, _after_agent(spec),
                                     {REPLY: END, handoff_label(spec.handoffs): GATE})
@@ -132,6 +144,38 @@ def build_handoff_graph(
     )
     graph.add_conditional_edges(GATE, _after_gate, {n: n for n in specs})
     return graph
+
+
+def check_schemas(state_schema: type[Any], input_schema: type[Any]) -> tuple[frozenset[str], frozenset[str]]:
+    """The keys ``state_schema`` adds to ``HandoffState``, and those of them a turn's input may carry.
+
+    Raises:
+        GraphBuildError: the state schema drops a handoff key, or the input schema has a key that is
+            trusted or not in the state.
+    """
+    state_keys = set(getattr(state_schema, "__annotations__", {})) | set(_all_annotations(state_schema))
+    missing = [k for k in HandoffState.__annotations__ if k not in state_keys]
+    if missing:
+        raise GraphBuildError(f"state_schema {state_schema.__name__} must extend HandoffState; it lacks "
+                              f"{', '.join(missing)}")
+    extension = frozenset(state_keys - set(HandoffState.__annotations__))
+    input_keys = set(_all_annotations(input_schema))
+    if "messages" not in input_keys:
+        raise GraphBuildError(f"input_schema {input_schema.__name__} must carry 'messages'")
+    refused = sorted(k for k in input_keys - {"messages"} if k not in extension)
+    if refused:
+        raise GraphBuildError(
+            f"input_schema {input_schema.__name__} may add only state_schema's own keys, not {', '.join(refused)} "
+            "(the handoff keys are written by the graph's own nodes)"
+        )
+    return extension, frozenset(input_keys - {"messages"})
+
+
+def _all_annotations(schema: type[Any]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for klass in reversed(getattr(schema, "__mro__", (schema,))):
+        merged.update(getattr(klass, "__annotations__", {}))
+    return merged
 
 
 def _after_agent(spec: AgentSpec):

@@ -45,6 +45,8 @@ class HandoffStateGraph(StateGraph):
     """What the domain declares sensitive, masked in traces and logs; None declares nothing."""
     agent_specs: Mapping[str, Any] = MappingProxyType({})
     """The agents the graph was built from, by name (``AgentSpec``s), for drawings and reports."""
+    extra_input_keys: frozenset[str] = frozenset()
+    """The application's own state keys a turn's input may carry beside its messages."""
 
     def compile(self, checkpointer: Any = None, *, store: BaseStore | None = None,
                 **kwargs: Any) -> CompiledHandoffGraph:  # type: ignore[override]
@@ -85,7 +87,7 @@ class CompiledHandoffGraph(CompiledStateGraph):
         return getattr(self.builder, "handoff_name", self.name)
 
     def _prepare(self, input: Any, config: RunnableConfig | None) -> tuple[Any, RunnableConfig]:
-        return admit(input), run_config(self, config)
+        return admit(input, getattr(self.builder, "extra_input_keys", frozenset())), run_config(self, config)
 
     def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
         input, config = self._prepare(input, config)

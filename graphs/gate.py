@@ -16,7 +16,7 @@ from langchain_core.messages import ToolMessage
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from handoff.agents.spec import AgentSpec, HandoffPayload, InitContext
+from handoff.agents.spec import AgentSpec, HandoffCheck, HandoffPayload, InitContext, call_precondition
 from handoff.graphs.boundary import MAX_NOTE_CHARS, check_text, check_value, clean_text
 from handoff.graphs.briefing import briefing_text
 from handoff.graphs.journal import Journal
@@ -64,8 +64,13 @@ def validate(
     specs: Mapping[str, AgentSpec],
     state: HandoffState,
     policy: GatePolicy,
+    context: Any = None,
 ) -> tuple[HandoffPayload | None, HandoffRejection | None]:
-    """Run every check; return the typed payload, or the first rejection."""
+    """Run every check; return the typed payload, or the first rejection.
+
+    ``context`` is the run's context (the graph's ``context_schema``): the source's enabled-checks and
+    the receiver's preconditions may read it.
+    """
     if state.get("hops", 0) >= policy.max_hops_per_turn:
         return None, HandoffRejection(
             code="hop_budget_spent",
@@ -84,6 +89,12 @@ def validate(
             code="edge_not_allowed",
             message=f"{request.source} may not hand to {request.target}; allowed: {allowed}",
         )
+    case_file = state.get("case_file") or {}
+    if not handoff_enabled(source, request.target, case_file, context):
+        return None, HandoffRejection(
+            code="handoff_disabled",
+            message=f"the handoff from {request.source} to {request.target} is not available now",
+        )
     size = len(json.dumps(request.payload, default=str))
     if size > policy.max_payload_chars:
         return None, HandoffRejection(
@@ -99,9 +110,11 @@ def validate(
         return None, HandoffRejection(
             code="invalid_payload", message=f"payload for {request.target} is invalid: {fields}"
         )
-    case_file = state.get("case_file") or {}
     for precondition in receiver.preconditions:
-        reason = precondition(case_file, payload)
+        try:
+            reason = call_precondition(precondition, case_file, payload, context)
+        except Exception as exc:  # a check that cannot decide does not let the handoff through
+            reason = f"its check {getattr(precondition, '__name__', 'precondition')} failed ({type(exc).__name__})"
         if reason:
             return None, HandoffRejection(
                 code="precondition_failed", message=f"{request.target} cannot take this yet: {reason}"
@@ -118,6 +131,21 @@ def validate(
             f"forth {bounces} times; it goes to the fallback instead",
         )
     return payload, None
+
+
+def handoff_enabled(source: AgentSpec, target: str, case_file: dict[str, Any], context: Any) -> bool:
+    """Whether ``source``'s handoff to ``target`` may be taken now (its ``Handoff.is_enabled``).
+
+    A check that raises counts as disabled: a handoff nobody can vouch for is not offered.
+    """
+    policy = source.policy_for(target)
+    if policy is None or policy.is_enabled is None:
+        return True
+    try:
+        return bool(policy.is_enabled(HandoffCheck(source=source.name, target=target, case_file=case_file,
+                                                   context=context)))
+    except Exception:
+        return False
 
 
 UNRECOVERABLE = frozenset({"hop_budget_spent", "ping_pong"})
@@ -141,9 +169,10 @@ def decide(
     state: HandoffState,
     policy: GatePolicy,
     case_file_model: type[CaseFile],
+    context: Any = None,
 ) -> Decision:
     """Validate, transfer the payload into the case file, run the receiver's initialisation."""
-    payload, rejection = validate(request, specs=specs, state=state, policy=policy)
+    payload, rejection = validate(request, specs=specs, state=state, policy=policy, context=context)
     if payload is None:
         return Decision(rejection=rejection)
     case_file = state.get("case_file") or {}
@@ -152,7 +181,7 @@ def decide(
     except CaseFileError as exc:
         return Decision(rejection=HandoffRejection(code="invalid_payload", message=str(exc)))
     try:
-        init = _initialise(specs[request.target], request, payload, case_file)
+        init = _initialise(specs[request.target], request, payload, case_file, context)
         if init is not None:
             _check_init(init)
             updates = {**updates, **checked_update(
@@ -192,7 +221,8 @@ def make_gate(
         started = time.perf_counter()
         emit = runtime.stream_writer
         emit(HandoffEvent.of("requested", request).model_dump(mode="json"))
-        decision = decide(request, specs=specs, state=state, policy=policy, case_file_model=case_file_model)
+        decision = decide(request, specs=specs, state=state, policy=policy, case_file_model=case_file_model,
+                          context=runtime.context)
         rejection = decision.rejection
         outcome = "accepted" if rejection is None else (
             "failed" if rejection.code == "init_failed" else "rejected")
@@ -226,7 +256,7 @@ def _record(
     }
     if request.tool_call_id:
         message = ToolMessage(content=_tool_answer(record, specs), tool_call_id=request.tool_call_id,
-                              name=f"transfer_to_{request.target}",
+                              name=request.trigger_name or f"transfer_to_{request.target}",
                               status="success" if record.outcome == "accepted" else "error")
         update["messages"] = [message]
         update["transcript_len"] = journal.append_messages(state.get("transcript_len", 0), [message])
@@ -241,11 +271,12 @@ def _record(
 
 
 def _initialise(
-    receiver: AgentSpec, request: HandoffRequest, payload: HandoffPayload, case_file: dict[str, Any]
+    receiver: AgentSpec, request: HandoffRequest, payload: HandoffPayload, case_file: dict[str, Any],
+    context: Any = None,
 ) -> InitResult | None:
     if receiver.on_enter is None:
         return None
-    return receiver.on_enter(InitContext(request=request, payload=payload, case_file=case_file))
+    return receiver.on_enter(InitContext(request=request, payload=payload, case_file=case_file, context=context))
 
 
 def _check_init(init: InitResult) -> None:

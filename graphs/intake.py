@@ -59,7 +59,7 @@ def make_intake(
             if tracks_sentiment:
                 update["case_file"] = {"sentiment": sentiment_of(text)}
                 case_file.update(update["case_file"])
-            ctx = TriggerContext(source=active, message=text, case_file=case_file)
+            ctx = TriggerContext(source=active, message=text, case_file=case_file, context=runtime.context)
             update["pending_handoff"] = first_firing(specs[active].triggers, ctx)
         return update
 

@@ -13,11 +13,13 @@ from handoff.agents.offline import TRANSFER_PREFIX
 from handoff.agents.spec import AgentSpec
 from handoff.state import HandoffRequest
 
-__all__ = ["ANNOUNCEMENT", "TRANSFER_PREFIX", "announced_transfer", "make_transfer_tool", "request_from_call"]
+__all__ = ["ANNOUNCEMENT", "TRANSFER_PREFIX", "announced_transfer", "make_transfer_tool", "request_from_call",
+           "transfer_description", "transfer_targets"]
 
 
-def make_transfer_tool(receiver: AgentSpec) -> BaseTool:
-    """A ``transfer_to_<receiver>`` tool whose arguments are the receiver's payload schema.
+def make_transfer_tool(receiver: AgentSpec, source: AgentSpec | None = None) -> BaseTool:
+    """A ``transfer_to_<receiver>`` tool whose arguments are the receiver's payload schema; the
+    source's ``Handoff`` policy may rename it and describe it otherwise.
 
     The graph never runs this tool's function: the agent node turns the call
     into a HandoffRequest and the gate answers it.
@@ -26,21 +28,33 @@ def make_transfer_tool(receiver: AgentSpec) -> BaseTool:
     def _transfer(**_: Any) -> str:
         return "Handoffs are carried out by the handoff gate."
 
-    topics = f" Topics: {', '.join(receiver.topics)}" if receiver.topics else ""
     return StructuredTool.from_function(
         func=_transfer,
-        name=receiver.transfer_tool_name,
-        description=f"Hand the conversation to {receiver.title}: {receiver.description}{topics}",
+        name=source.tool_name_for(receiver.name) if source else receiver.transfer_tool_name,
+        description=transfer_description(receiver, source),
         args_schema=receiver.payload_schema,
     )
 
 
-def request_from_call(source: str, call: dict[str, Any]) -> HandoffRequest:
+def transfer_description(receiver: AgentSpec, source: AgentSpec | None = None) -> str:
+    policy = source.policy_for(receiver.name) if source else None
+    if policy and policy.tool_description:
+        return policy.tool_description
+    topics = f" Topics: {', '.join(receiver.topics)}" if receiver.topics else ""
+    return f"Hand the conversation to {receiver.title}: {receiver.description}{topics}"
+
+
+def transfer_targets(source: AgentSpec) -> dict[str, str]:
+    """Tool name -> target, for every agent ``source`` may hand to."""
+    return {source.tool_name_for(target): target for target in source.handoffs}
+
+
+def request_from_call(source: str, call: dict[str, Any], target: str | None = None) -> HandoffRequest:
     """The handoff request a transfer tool call stands for (validated later by the gate)."""
     args = call.get("args") or {}
     return HandoffRequest(
         source=source,
-        target=call["name"][len(TRANSFER_PREFIX):],
+        target=target or call["name"][len(TRANSFER_PREFIX):],
         reason=str(args.get("reason") or ""),
         summary=str(args.get("summary") or ""),
         payload=dict(args),

@@ -20,6 +20,7 @@ RejectionCode = Literal[
     "edge_not_allowed",
     "invalid_payload",
     "precondition_failed",
+    "handoff_disabled",
     "ping_pong",
     "hop_budget_spent",
     "init_failed",

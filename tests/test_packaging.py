@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,3 +61,40 @@ def test_it_runs_beside_the_openai_agents_sdk_in_one_environment(tmp_path: Path)
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(run.stdout)
     assert result["active_agent"] == "technical_specialist"
+
+
+def test_the_wheel_and_the_openai_agents_sdk_install_into_one_fresh_venv(tmp_path: Path) -> None:
+    """Not the project's own environment: a new venv gets the built wheel (not an editable install) and
+    openai-agents from the package registry, as a user's application would; both import, and
+    ``handoff run`` works."""
+    had_build = (ROOT / "build").exists()
+    try:
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                        "--wheel-dir", str(tmp_path / "dist"), str(ROOT)], check=True, capture_output=True,
+                       timeout=300)
+    finally:
+        if not had_build:
+            shutil.rmtree(ROOT / "build", ignore_errors=True)
+    [wheel] = (tmp_path / "dist").glob("handoff_agents-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    sdk = f"openai-agents=={metadata.version('openai-agents')}"
+    installed = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                                "--disable-pip-version-check", str(wheel), sdk],
+                               capture_output=True, text=True, timeout=900)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "HANDOFF_", "VIRTUAL_ENV"))}
+    env.update(HANDOFF_DATA_DIR=str(tmp_path / "data"), PYTHONPATH="")
+    both = subprocess.run([str(venv / "bin" / "python"), "-c",
+                           "import agents, handoff.agents.models as m, handoff; "
+                           "print(agents.Agent.__module__, m.__name__, m.__file__)"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert both.returncode == 0, both.stderr[-2000:]
+    sdk_module, ours, path = both.stdout.split()
+    assert (sdk_module, ours) == ("agents.agent", "handoff.agents.models")
+    assert Path(path).is_relative_to(venv)  # the wheel's copy, not this checkout
+    run = subprocess.run([str(venv / "bin" / "handoff"), "run", "customer-service", "--json",
+                          "--message", "My internet keeps dropping, account ACC-1001"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads(run.stdout)["active_agent"] == "technical_specialist"
