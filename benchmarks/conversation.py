@@ -11,6 +11,10 @@ drives this project's graph and langgraph-swarm's:
 
 In this project the Technical -> Billing handoff is taken by a keyword rule
 before any model runs, so that handoff costs one model call instead of two.
+
+The floor (one chat agent) always answers; langgraph-supervisor's supervisor
+routes each line to the agent that owns the conversation's latest topic and
+closes the turn once that agent has answered.
 """
 
 from __future__ import annotations
@@ -135,17 +139,31 @@ def topic_owner(text: str) -> str | None:
     return next((agent for agent, words in TOPIC_WORDS.items() if words in lowered), None)
 
 
+def answer(me: str, user: str) -> AIMessage:
+    """The reply every peer's agent gives to ``user``: a few sentences that quote it."""
+    title = me.replace("_", " ").title() or "Support"
+    seed = zlib.crc32(user.encode())
+    return AIMessage(content=ANSWER.format(title=title, quote=user[:60], ref=f"R{seed % 1_000_000:06d}",
+                                           finding=FINDINGS[seed % len(FINDINGS)]))
+
+
+def _agent_and_user(messages: Sequence[BaseMessage]) -> tuple[str, str, bool]:
+    """Who the prompt is for, the user's latest line, and whether a tool ran since that line."""
+    system = next((str(m.content) for m in messages if isinstance(m, SystemMessage)), "")
+    me = system.split(AGENT_MARKER, 1)[1].split("\n", 1)[0].strip() if AGENT_MARKER in system else ""
+    last_human = max((i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=-1)
+    user = str(messages[last_human].content) if last_human >= 0 else ""
+    handed = any(isinstance(m, ToolMessage) for m in messages[last_human + 1 :])
+    return me, user, handed
+
+
 def reply_policy(*, typed_payloads: bool) -> Callable[[Sequence[BaseMessage]], AIMessage]:
     """The scripted agents' behaviour; ``typed_payloads`` adds this project's payload fields."""
 
     ids = itertools.count(1)
 
     def reply(messages: Sequence[BaseMessage]) -> AIMessage:
-        system = next((str(m.content) for m in messages if isinstance(m, SystemMessage)), "")
-        me = system.split(AGENT_MARKER, 1)[1].split("\n", 1)[0].strip() if AGENT_MARKER in system else ""
-        last_human = max((i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=-1)
-        user = str(messages[last_human].content) if last_human >= 0 else ""
-        handed = any(isinstance(m, ToolMessage) for m in messages[last_human + 1 :])
+        me, user, handed = _agent_and_user(messages)
         owner = topic_owner(user)
         if owner and owner != me and not handed:
             args: dict[str, Any] = {"reason": f"The customer needs {owner.replace('_', ' ')}."}
@@ -153,10 +171,35 @@ def reply_policy(*, typed_payloads: bool) -> Callable[[Sequence[BaseMessage]], A
                 args |= {"summary": f"User said: {user[:120]}", **PAYLOADS[owner]}
             return AIMessage(content="", tool_calls=[tool_call(f"transfer_to_{owner}", args,
                                                                call_id=f"call_{next(ids)}")])
-        title = me.replace("_", " ").title() or "Support"
-        seed = zlib.crc32(user.encode())
-        return AIMessage(content=ANSWER.format(title=title, quote=user[:60], ref=f"R{seed % 1_000_000:06d}",
-                                               finding=FINDINGS[seed % len(FINDINGS)]))
+        return answer(me, user)
+
+    return reply
+
+
+def floor_policy(messages: Sequence[BaseMessage]) -> AIMessage:
+    """The floor's one agent: it answers every line itself."""
+    _, user, _ = _agent_and_user(messages)
+    return answer("support", user)
+
+
+SUPERVISOR = "supervisor"
+
+
+def supervisor_policy() -> Callable[[Sequence[BaseMessage]], AIMessage]:
+    """langgraph-supervisor's router: hand the line to the owner of the latest topic, then close the turn."""
+
+    ids = itertools.count(1)
+
+    def reply(messages: Sequence[BaseMessage]) -> AIMessage:
+        me, user, handed = _agent_and_user(messages)
+        if me != SUPERVISOR:
+            return answer(me, user)
+        if handed:
+            return AIMessage(content="Anything else I can help you with?")
+        topics = (topic_owner(str(m.content)) for m in reversed(messages) if isinstance(m, HumanMessage))
+        owner = next((t for t in topics if t), GENERAL)
+        return AIMessage(content="", tool_calls=[tool_call(f"transfer_to_{owner}", {},
+                                                           call_id=f"route_{next(ids)}")])
 
     return reply
 

@@ -1,41 +1,27 @@
-"""One factory for memory, SQLite and PostgreSQL; compressed checkpoints; listing stored threads."""
+"""One factory for memory, SQLite and PostgreSQL; SQLite file settings; listing stored threads."""
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import json
 import os
+import sqlite3
 import uuid
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage
-from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from typer.testing import CliRunner
 
 from handoff.agents.customer_service.back_office import BackOffice
 from handoff.agents.customer_service.specialists import GENERAL, TECHNICAL
-from handoff.agents.offline import OfflineChatModel
 from handoff.agents.scripted import ScriptedChatModel, calls, tool_call
 from handoff.cli.main import app
 from handoff.graphs.customer_service import build_customer_service_graph
-from handoff.graphs.persistence import (
-    DICTIONARY,
-    STATE_TYPES,
-    Persistence,
-    PersistenceError,
-    ZlibCodec,
-    list_threads,
-    open_persistence,
-    serializer,
-)
+from handoff.graphs.persistence import Persistence, PersistenceError, list_threads, open_persistence
 from handoff.graphs.session import HandoffSession
-from handoff.state import HandoffRecord, HandoffRequest
 
 POSTGRES_URL = os.environ.get("HANDOFF_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-DICTIONARY_SHA256 = "5c66269ca7596462d40c539976b39709d3168b3d0367e840b6181257cf566fcf"
 TRANSFER = calls(tool_call("transfer_to_technical_specialist", {
     "reason": "line fault", "account_id": "ACC-1001", "symptoms": "drops"}, "t1"))
 
@@ -83,45 +69,6 @@ def test_list_threads_shows_the_newest_threads_first(persistence: Persistence) -
     assert newer.updated_at > older.updated_at
 
 
-def test_large_blobs_are_compressed_and_old_plain_blobs_still_load() -> None:
-    serde = serializer()
-    record = HandoffRecord(request=HandoffRequest(source="a", target="b", reason="r" * 50, trigger="rule",
-                                                  summary="s" * 2000), outcome="accepted", routed_to="b",
-                           latency_ms=1.0)
-    value = {"messages": [HumanMessage("x" * 5000, id="h"), AIMessage("y" * 5000, id="a")],
-             "handoffs": [record]}
-    kind, blob = serde.dumps_typed(value)
-    plain = JsonPlusSerializer().dumps_typed(value)
-    assert kind == "msgpack+zlibd1"
-    assert len(blob) * 5 < len(plain[1])
-    assert serde.loads_typed((kind, blob)) == value
-    assert serde.loads_typed(plain) == value, "checkpoints written before compression still load"
-    assert serde.loads_typed(("msgpack+zlib", zlib.compress(plain[1]))) == value, (
-        "checkpoints written with plain zlib still load")
-    assert serde.dumps_typed(3) == ("msgpack+raw", plain_small := JsonPlusSerializer().dumps_typed(3)[1])
-    assert serde.loads_typed(("msgpack+raw", plain_small)) == 3
-    with pytest.raises(ValueError, match="unknown checkpoint codec"):
-        ZlibCodec().decrypt("rot13", b"")
-
-
-def test_the_checkpoint_dictionary_is_frozen_and_pays() -> None:
-    # Blobs written with codec zlibd1 load only with these very bytes: a new dictionary needs a
-    # new file and codec name (scripts/make_checkpoint_dictionary.py), never a replaced one.
-    assert hashlib.sha256(DICTIONARY.read_bytes()).hexdigest() == DICTIONARY_SHA256
-    with open_persistence("memory") as persistence:
-        graph = build_customer_service_graph(model=OfflineChatModel(), office=BackOffice()).compile(
-            checkpointer=persistence.checkpointer, store=persistence.store)
-        session = HandoffSession(graph)
-        for text in ("Hi, this is Sam Lee, account ACC-1002.", "My router keeps rebooting at night.",
-                     "Also please refund the double charge on INV-2002."):
-            session.send(text)
-        checkpoint = graph.checkpointer.get_tuple(session.state_config).checkpoint
-    raw = JsonPlusSerializer(allowed_msgpack_modules=STATE_TYPES).dumps_typed(checkpoint)[1]
-    kind, primed = serializer().dumps_typed(checkpoint)
-    assert kind == "msgpack+zlibd1"
-    assert len(primed) < 0.9 * len(zlib.compress(raw, 6)), "the dictionary no longer pays for itself"
-
-
 @pytest.mark.parametrize(
     ("url", "message"),
     [
@@ -139,6 +86,36 @@ def test_sqlite_accepts_plain_paths_and_creates_the_folder(tmp_path: Path) -> No
     with open_persistence(str(path)) as opened:
         assert opened.url == f"sqlite:///{path}"
     assert path.exists()
+
+
+def page_size(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        return int(conn.execute("PRAGMA page_size").fetchone()[0])
+
+
+def test_a_new_sqlite_file_gets_8_kib_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
+    new, old = tmp_path / "new.sqlite", tmp_path / "old.sqlite"
+    with sqlite3.connect(old) as conn:  # a database written before 8 KiB pages, with a table in it
+        conn.execute("PRAGMA page_size=4096")
+        conn.execute("CREATE TABLE earlier (x)")
+    for path in (new, old):
+        with open_persistence(f"sqlite:///{path}") as opened:
+            session = converse(opened, "pages", hand_off=True)
+            assert session.result().reply == "Still technical."
+    assert (page_size(new), page_size(old)) == (8192, 4096)
+    with open_persistence(f"sqlite:///{old}") as reopened:  # and the old file keeps working
+        assert [t.thread_id for t in list_threads(reopened.checkpointer)] == ["pages"]
+
+
+def test_the_service_opens_new_sqlite_files_with_8_kib_pages(tmp_path: Path) -> None:
+    from handoff.service.storage import open_service_persistence
+
+    async def open_and_close(path: Path) -> None:
+        async with open_service_persistence(f"sqlite:///{path}"):
+            pass
+
+    asyncio.run(open_and_close(tmp_path / "service.sqlite"))
+    assert page_size(tmp_path / "service.sqlite") == 8192
 
 
 def test_cli_threads_lists_what_the_cli_stored(tmp_path: Path) -> None:
