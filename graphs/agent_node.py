@@ -59,7 +59,7 @@ from handoff.state import (
     HandoffState,
     checked_update,
     plain_update,
-    records_of,
+    records_newest_first,
 )
 
 log = logging.getLogger(__name__)
@@ -362,7 +362,9 @@ def make_agent_node(
 
 def _edge_filter(state: HandoffState, spec: AgentSpec, specs: Mapping[str, AgentSpec]) -> InputFilter | None:
     """The input filter of the handoff that gave ``spec`` the conversation, if it declared one."""
-    last = next((r for r in reversed(records_of(state)) if r.outcome == "accepted"), None)
+    if not any(p.input_filter for s in specs.values() for p in s.handoff_policies if p.target == spec.name):
+        return None  # the usual case: no record needs reading
+    last = next((r for r in records_newest_first(state) if r.outcome == "accepted"), None)
     if last is None or last.target != spec.name or last.source not in specs:
         return None
     policy = specs[last.source].policy_for(spec.name)
@@ -407,15 +409,18 @@ def _earlier_upto(state: HandoffState) -> int:
 def _received(state: HandoffState, agent: str) -> HandoffRecord | None:
     """The accepted handoff to ``agent`` that it has not answered yet (``receiving``), if any."""
     receiving = state.get("receiving")
-    return next((r for r in reversed(records_of(state))
-                 if receiving and r.request.id == receiving and r.outcome == "accepted"
-                 and r.routed_to == agent), None)
+    if not receiving:
+        return None
+    return next((r for r in records_newest_first(state)
+                 if r.request.id == receiving and r.outcome == "accepted" and r.routed_to == agent), None)
 
 
 def _repeats_a_refusal(state: HandoffState, agent: str, pending: HandoffRequest | None) -> bool:
-    last = (records_of(state) or [None])[-1]
-    return (pending is not None and state.get("hops", 0) > 0 and last is not None
-            and last.outcome != "accepted" and last.source == agent and last.target == pending.target)
+    if pending is None or state.get("hops", 0) == 0:
+        return False
+    last = next(records_newest_first(state), None)
+    return (last is not None and last.outcome != "accepted" and last.source == agent
+            and last.target == pending.target)
 
 
 def from_model(message: BaseMessage, name: str) -> tuple[AIMessage, list[tuple[dict[str, Any], str]]]:

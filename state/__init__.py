@@ -23,6 +23,7 @@ from handoff.state.handoff import (
     plain_record,
     plain_request,
     plain_update,
+    records_newest_first,
     records_of,
     request_of,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "plain_record",
     "plain_request",
     "plain_update",
+    "records_newest_first",
     "records_of",
     "request_of",
     "window_messages",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -150,3 +150,10 @@ def records_of(values: Mapping[str, Any]) -> list[HandoffRecord]:
     """The recent handoff records in a state (or checkpoint values), as models, oldest first."""
     return [r if isinstance(r, HandoffRecord) else HandoffRecord.model_validate(r)
             for r in values.get("handoffs") or []]
+
+
+def records_newest_first(values: Mapping[str, Any]) -> Iterator[HandoffRecord]:
+    """``records_of`` newest first, each read only when reached: a node that looks at the last record
+    or two does not validate all of them on every turn."""
+    for raw in reversed(values.get("handoffs") or []):
+        yield raw if isinstance(raw, HandoffRecord) else HandoffRecord.model_validate(raw)
