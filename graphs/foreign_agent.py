@@ -22,6 +22,7 @@ lives in the handoff graph's state, case file and transcript, which is what surv
 from __future__ import annotations
 
 import uuid
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,13 @@ from langgraph.types import Command, Send
 from handoff.agents.spec import AgentSpec
 from handoff.graphs.transfer import transfer_description
 from handoff.state import HandoffRequest
+
+UNSAVED = "exit"
+"""The agent graph's own durability: it has no checkpointer, and would otherwise inherit the handoff
+run's ("sync", under HandoffSession), which LangGraph then waits on a save that never happens."""
+# LangGraph warns that durability means nothing without a checkpointer: here that is the point.
+warnings.filterwarnings("ignore", message="`durability` has no effect when no checkpointer is present",
+                        category=UserWarning)
 
 COMMAND_HANDOFF = "command"
 """``trigger_name`` prefix of a request made from a swarm-style ``Command``."""
@@ -105,7 +113,7 @@ class ForeignCall:
             return from_output(self.runnable.invoke(prompt), prompt)
         last: Any = None
         try:
-            for value in self.runnable.stream({"messages": prompt}, stream_mode="values"):
+            for value in self.runnable.stream({"messages": prompt}, stream_mode="values", durability=UNSAVED):
                 last = value
         except ParentCommand as raised:
             return from_command(raised.args[0], last, prompt)
@@ -117,7 +125,8 @@ class ForeignCall:
             return from_output(await self.runnable.ainvoke(prompt), prompt)
         last: Any = None
         try:
-            async for value in self.runnable.astream({"messages": prompt}, stream_mode="values"):
+            async for value in self.runnable.astream({"messages": prompt}, stream_mode="values",
+                                                     durability=UNSAVED):
                 last = value
         except ParentCommand as raised:
             return from_command(raised.args[0], last, prompt)

@@ -503,3 +503,22 @@ def test_a_precondition_that_raises_refuses_the_handoff_instead_of_failing_the_t
     assert record.rejection is not None and record.rejection.code == "precondition_failed"
     assert "broken failed (KeyError)" in record.rejection.message
     assert state["messages"][-1].text == "Still here."
+
+
+def test_a_create_agent_specialist_runs_in_a_durable_session_and_streams_its_tokens() -> None:
+    """HandoffSession runs with durability="sync": the agent's own graph, which has no checkpointer,
+    must not wait for a save; and its model's tokens reach the session under the agent's name."""
+    from handoff.agents.offline import OfflineChatModel
+    from handoff.graphs.session import HandoffSession
+
+    offline = OfflineChatModel()
+    helper = AgentSpec(name="helper", title="Helper", description="Anything.", instructions="Help.",
+                       agent=lambda transfer_tools: create_agent(offline, transfer_tools))
+    graph = memory(build_handoff_graph([helper], default_agent="helper", model=offline))
+    tokens: list[Any] = []
+    result = HandoffSession(graph, "durable").send("hello there", on_token=tokens.append)
+
+    assert result.active_agent == "helper" and result.reply.startswith("[offline model]")
+    deltas = [t for t in tokens if t.kind == "delta"]
+    assert len(deltas) > 1 and {t.agent for t in deltas} == {"helper"}
+    assert "".join(t.text for t in deltas) == result.reply
