@@ -23,13 +23,13 @@ Every answer starts with ``[offline model]`` and says that no LLM was called.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, ClassVar
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.messages.utils import count_tokens_approximately
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from handoff.agents.offline_fields import Sources, fill, not_found, stems
 from handoff.agents.offline_meaning import HUMAN, Choice, colleague_for, own_tool_by_meaning, own_tools_for
@@ -42,6 +42,7 @@ from handoff.agents.offline_reading import (
     title_of,
 )
 from handoff.agents.offline_replies import OFFLINE_LABEL, Ask, answer, asked_before
+from handoff.agents.offline_stream import stream_chunks
 from handoff.agents.person_request import asks_for_a_person
 from handoff.agents.tool_calling_fake import ToolCallingFakeModel
 
@@ -79,6 +80,30 @@ class OfflineChatModel(ToolCallingFakeModel):
             "total_tokens": prompt_tokens + count_tokens_approximately([message]),
         }
         return ChatResult(generations=[ChatGeneration(message=message)])
+
+    # Streamed when a caller streams (LangGraph's ``stream_mode="messages"``): the same answer, in chunks.
+    # Both paths go through ``_generate``/``_agenerate``, so a subclass that overrides those (to hold,
+    # fail or record a call) is honoured whether or not the call streams.
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        result = self._generate(messages, stop, None, **kwargs)
+        yield from stream_chunks(result.generations[0].message)  # type: ignore[arg-type]
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        result = await self._agenerate(messages, stop, None, **kwargs)
+        for chunk in stream_chunks(result.generations[0].message):  # type: ignore[arg-type]
+            yield chunk
 
 
 def decide(messages: Sequence[BaseMessage], tools: Sequence[dict[str, Any]]) -> AIMessage:

@@ -20,7 +20,13 @@ What it does:
    the customer-service graph with a script that hands General -> Technical
    (transfer tool) -> Billing (keyword rule) -> General; the fourth runs one
    of the other three graphs (``--graphs customer-service`` turns that off);
-4. stops the workers, then reads every thread back from PostgreSQL itself (not
+4. measures the time to the first token: with the same workers, ``--probe``
+   more conversations (20 by default, at most ``--conversations``) are played
+   all at once as SSE, and each turn's time from sending it to its first
+   ``token`` event is taken (the offline model streams its answer in chunks,
+   as a real model does; a turn whose answer no model wrote, e.g. a person's,
+   has none and is counted apart);
+5. stops the workers, then reads every thread back from PostgreSQL itself (not
    through the service) and counts lost and corrupted turns (see ``verify``),
    and deletes the run's threads (``--keep-threads`` leaves them).
 
@@ -43,6 +49,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -128,6 +135,9 @@ class LoadConfig:
     startup_timeout: float = 90.0
     """Seconds a worker may take to answer ``/healthz``."""
     keep_threads: bool = False
+    probe: int = 20
+    """Conversations played after the load, all at once, as SSE, to time the first token (0: none);
+    at most ``conversations``."""
 
 
 @dataclass
@@ -143,6 +153,8 @@ class TurnOutcome:
     code: str | None = None
     """The service's error code (from the JSON error body, or an SSE ``error`` event)."""
     attempts: int = 1
+    first_token_seconds: float | None = None
+    """Seconds from sending to the first ``token`` event (SSE only; None when the answer had none)."""
 
     @property
     def ok(self) -> bool:
@@ -203,6 +215,17 @@ class LoadReport:
     max_ms: float
     first_event_p50_ms: float | None
     first_event_p95_ms: float | None
+    first_token_p50_ms: float | None
+    """Time to the first token over the probe's turns (None without a probe)."""
+    first_token_p95_ms: float | None
+    probe_conversations: int
+    probe_turns: int
+    """Probe turns acknowledged."""
+    probe_streamed: int
+    """Probe turns whose answer came with tokens (the others had no model-written answer)."""
+    probe_turn_p50_ms: float | None
+    """Whole-turn p50 of the probe's turns, for comparison with its first token."""
+    probe_errors: int
     thread_start_seconds: float
     handoffs: int
     handoffs_rejected: int
@@ -225,7 +248,8 @@ class LoadReport:
     @property
     def clean(self) -> bool:
         """Every planned turn was acknowledged, none lost or corrupted (409s and retries are only counted)."""
-        return self.lost == 0 and self.corrupted == 0 and self.errors == 0 and self.not_run == 0
+        return (self.lost == 0 and self.corrupted == 0 and self.errors == 0 and self.not_run == 0
+                and self.probe_errors == 0)
 
     def table(self) -> str:
         """The markdown table the benchmark prints."""
@@ -246,6 +270,16 @@ class LoadReport:
             f"| {self.busy_409} / {self.retries} | {self.errors} | {self.lost} | {self.corrupted} |",
         ]
         return "\n".join(rows)
+
+    def first_token_line(self) -> str:
+        """What the probe measured, or that there was none."""
+        if self.first_token_p50_ms is None:
+            return "time to first token: not measured (--probe 0, or no probe turn streamed tokens)"
+        return (f"time to first token (offline streaming model, SSE, {self.probe_conversations} "
+                f"conversation{'' if self.probe_conversations == 1 else 's'} at "
+                f"once after the load): p50 {self.first_token_p50_ms:.0f} ms, p95 {self.first_token_p95_ms:.0f} ms"
+                f"; whole turn p50 {self.probe_turn_p50_ms:.0f} ms; {self.probe_streamed} of {self.probe_turns} "
+                "turns streamed tokens")
 
     def machine_line(self) -> str:
         """One line naming what the numbers were measured on."""
@@ -667,10 +701,13 @@ async def _send(client: httpx.AsyncClient, path: str, body: dict[str, Any], stre
                 return TurnOutcome(response.status_code, time.perf_counter() - started, error=text[:300],
                                    code=_error_code(text))
             event, result, error, code = "", None, None, None
+            first_token: float | None = None
             async for line in response.aiter_lines():
                 if line.startswith("event:"):
                     first = first if first is not None else time.perf_counter() - started
                     event = line[len("event:"):].strip()
+                    if event == "token" and first_token is None:
+                        first_token = time.perf_counter() - started
                 elif line.startswith("data:") and event in ("done", "error"):
                     data = json.loads(line[len("data:"):])
                     if event == "done":
@@ -678,7 +715,8 @@ async def _send(client: httpx.AsyncClient, path: str, body: dict[str, Any], stre
                     else:
                         error, code = data.get("message"), data.get("code")
             return TurnOutcome(200, time.perf_counter() - started, first, result,
-                               error or (None if result else "the stream ended without a result"), code)
+                               error or (None if result else "the stream ended without a result"), code,
+                               first_token_seconds=first_token)
     except (httpx.HTTPError, json.JSONDecodeError) as exc:
         return TurnOutcome(0, time.perf_counter() - started, error=f"{type(exc).__name__}: {exc}")
 
@@ -814,25 +852,37 @@ def run_load(cfg: LoadConfig) -> LoadReport:
         raise ValueError("conversations, turns and workers must be at least 1")
     run = f"r{random.SystemRandom().randrange(10**6):06d}"
     convs = [conversation(i, graph_of(i, cfg.mix), cfg.turns, run) for i in range(cfg.conversations)]
+    probes = [conversation(i, graph_of(i, cfg.mix), cfg.turns, run)
+              for i in range(cfg.conversations, cfg.conversations + min(max(cfg.probe, 0), cfg.conversations))]
     host = machine(cfg.db)  # before anything runs: the load average says whether the machine was quiet
-    refs = references({c.graph for c in convs}, cfg.turns)
+    refs = references({c.graph for c in [*convs, *probes]}, cfg.turns)
     with service_workers(cfg.workers, cfg.db, cfg.startup_timeout) as workers:
+        urls = [url for url, _ in workers]
         cpu_before = [cpu_seconds(pid) for _, pid in workers]
         pg_before = postgres_cpu_seconds(cfg.db)
-        thread_start, wall, client_cpu = asyncio.run(drive([url for url, _ in workers], convs, cfg))
+        thread_start, wall, client_cpu = asyncio.run(drive(urls, convs, cfg))
         worker_cpu = sum(cpu_seconds(pid) for _, pid in workers) - sum(cpu_before)
         pg_after = postgres_cpu_seconds(cfg.db)
+        if probes:  # after the load's CPU readings: the probe's turns are not counted in them
+            asyncio.run(drive(urls, probes, dataclasses.replace(cfg, stream=True)))
     if pg_before is not None and pg_after is not None and pg_after < pg_before:
         pg_after = None  # the server restarted during the run
     verdict = verify(cfg.db, convs, refs, keep=cfg.keep_threads)
+    if probes:  # checked like the others; their handoffs are not the load's
+        checked = verify(cfg.db, probes, refs, keep=cfg.keep_threads)
+        verdict.lost |= checked.lost
+        verdict.corrupted |= checked.corrupted
+        verdict.problems += checked.problems
 
     outcomes = [o for c in convs for o in c.outcomes]
     ok = [o for o in outcomes if o.ok]
     latencies = [o.seconds * 1000 for o in ok]
     firsts = [o.first_event_seconds * 1000 for o in ok if o.first_event_seconds is not None]
+    probed = [o for c in probes for o in c.outcomes if o.ok]
+    first_tokens = [o.first_token_seconds * 1000 for o in probed if o.first_token_seconds is not None]
     problems = verdict.problems + [
         f"c{c.index:04d} turn {len(c.acked) + 1}: HTTP {o.status} {o.code or ''}: {o.error}"
-        for c in convs for o in c.outcomes if not o.ok
+        for c in [*convs, *probes] for o in c.outcomes if not o.ok
     ]
     graphs: dict[str, int] = {}
     for c in convs:
@@ -852,6 +902,13 @@ def run_load(cfg: LoadConfig) -> LoadReport:
         max_ms=max(latencies, default=0.0),
         first_event_p50_ms=percentile(firsts, 50) if cfg.stream else None,
         first_event_p95_ms=percentile(firsts, 95) if cfg.stream else None,
+        first_token_p50_ms=percentile(first_tokens, 50) if first_tokens else None,
+        first_token_p95_ms=percentile(first_tokens, 95) if first_tokens else None,
+        probe_conversations=len(probes),
+        probe_turns=len(probed),
+        probe_streamed=len(first_tokens),
+        probe_turn_p50_ms=percentile([o.seconds * 1000 for o in probed], 50) if probed else None,
+        probe_errors=len(probes) * cfg.turns - len(probed),
         thread_start_seconds=thread_start,
         handoffs=verdict.handoffs,
         handoffs_rejected=verdict.rejected,
@@ -884,6 +941,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--request-timeout", type=float, default=120.0, help="seconds per HTTP request")
     parser.add_argument("--deadline", type=float, default=300.0, help="seconds for the whole turn phase")
     parser.add_argument("--keep-threads", action="store_true", help="leave the run's threads in the database")
+    parser.add_argument("--probe", type=int, default=20,
+                        help="conversations played after the load as SSE to time the first token (0: none)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     if min(args.conversations, args.turns, args.workers) < 1:
@@ -892,7 +951,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--db must be a postgresql:// URL: the workers share threads through it")
     cfg = LoadConfig(conversations=args.conversations, turns=args.turns, workers=args.workers, db=args.db,
                      mix=args.graphs == "mix", stream=args.stream, request_timeout=args.request_timeout,
-                     deadline=args.deadline, keep_threads=args.keep_threads)
+                     deadline=args.deadline, keep_threads=args.keep_threads, probe=args.probe)
     report = run_load(cfg)
     if args.json:
         print(json.dumps({**asdict(report), "clean": report.clean}, indent=2))
@@ -902,6 +961,7 @@ def main(argv: list[str] | None = None) -> int:
               f"({mix}), {report.workers} service workers on PostgreSQL, offline model, "
               f"{report.mode} turns; threads started in {report.thread_start_seconds:.1f} s")
         print(report.table())
+        print(report.first_token_line())
         print(f"\nmeasured on {report.machine_line()}")
         load = float(report.machine["load_before"].split()[0])
         if load > 0.5 * int(report.machine["nproc"]):

@@ -15,6 +15,7 @@ from handoff.agents.models import load_settings
 from handoff.cli.app import DbOpt, GraphArg, ThreadOpt, app, out, show_event, show_reply
 from handoff.cli.errors import EXIT_INTERRUPTED, CliError, cli_errors, err, validation_message
 from handoff.cli.interrupt import stop
+from handoff.cli.replies import LiveReplies
 from handoff.cli.turn_lock import ThreadBusy
 from handoff.cli.turns import (
     WAIT_SECONDS,
@@ -112,7 +113,8 @@ def _answer(session: HandoffSession, person: HumanAnswer) -> TurnResult:
 
 @app.command()
 def chat(graph: GraphArg, thread: ThreadOpt = None, db: DbOpt = None, wait: WaitOpt = WAIT_SECONDS) -> None:
-    """Talk to a graph; each handoff is shown as it happens. Empty line or Ctrl-D ends.
+    """Talk to a graph; replies appear as they are written, each handoff as it happens. Empty line or
+    Ctrl-D ends.
 
     A message the graph refuses (too long) or a thread busy with another turn is reported and the
     chat goes on. Ctrl-C ends the chat at once and prints how to resume it.
@@ -121,8 +123,9 @@ def chat(graph: GraphArg, thread: ThreadOpt = None, db: DbOpt = None, wait: Wait
         thread = checked_thread(thread)
         with open_conversation(graph, thread, db, wait) as conversation:
             out.print(f"[dim]thread {conversation.thread_id} - {get_graph(graph).flow}[/]")
+            replies = LiveReplies(out)
             while (text := _ask(conversation, "you> ")) is not None:
-                _chat_turn(conversation, text)
+                _chat_turn(conversation, text, replies)
 
 
 def _ask(conversation: Conversation, prompt: str) -> str | None:
@@ -137,14 +140,15 @@ def _ask(conversation: Conversation, prompt: str) -> str | None:
     return text if text.strip() else None
 
 
-def _chat_turn(conversation: Conversation, text: str) -> None:
-    """One message of the chat, then the person's part while the thread waits for one; a refusal
-    is printed and the chat goes on."""
+def _chat_turn(conversation: Conversation, text: str, replies: LiveReplies) -> None:
+    """One message of the chat, its replies written as they arrive, then the person's part while the
+    thread waits for one; a refusal is printed and the chat goes on."""
     try:
         checked_message(text, "message")
         result, escalation = conversation.turn(
-            lambda session: (session.send(text, on_event=show_event), escalation_of(session)), show_event,
-            show_reply)
+            lambda session: (session.send(text, on_event=replies.handoff, on_token=replies.token),
+                             escalation_of(session)),
+            replies.handoff, replies.reply)
     except InputRefused as exc:
         err.print(f"[yellow]not sent[/]: {escape(str(exc))}", highlight=False, soft_wrap=True)
         return
@@ -152,7 +156,7 @@ def _chat_turn(conversation: Conversation, text: str) -> None:
         err.print(f"[yellow]not sent[/]: {escape(str(exc))}; send it again in a moment",
                   highlight=False, soft_wrap=True)
         return
-    show_reply(with_escalation(result, escalation))
+    replies.reply(with_escalation(result, escalation))
     while escalation is not None:
         show_escalation(escalation)
         reply = _ask(conversation, "person> ") or "A colleague will follow up."
@@ -181,11 +185,13 @@ def demo(graph: GraphArg = "customer-service", db: DbOpt = None) -> None:
         with open_conversation(graph, None, db or "memory", WAIT_SECONDS) as conversation:
             out.print(f"[bold]{entry.title}[/]: {entry.flow}\n")
             agents: list[str] = []
+            replies = LiveReplies(out)
             for text in entry.demo:
                 out.print(f"[bold blue]you[/]: {escape(text)}", highlight=False)
-                result = conversation.turn(lambda session, text=text: session.send(text, on_event=show_event),
-                                           show_event)
-                show_reply(result)
+                result = conversation.turn(
+                    lambda session, text=text: session.send(text, on_event=replies.handoff, on_token=replies.token),
+                    replies.handoff)
+                replies.reply(result)
                 out.print()
                 agents.extend(n for n in result.path if n in _agent_names(conversation.session))
             out.print("[bold]path:[/] " + " -> ".join(_dedupe(agents)))

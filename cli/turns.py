@@ -181,4 +181,4 @@ def with_escalation(result: TurnResult, escalation: EscalationRequest | None) ->
         return result
     notice = (f"A person has been asked to take over this conversation (reason: "
               f"{escalation.reason.strip().rstrip('.')}); their answer will come here.")
-    return result.model_copy(update={"reply": notice, "speaker": SPEAKER_SYSTEM})
+    return result.model_copy(update={"reply": notice, "speaker": SPEAKER_SYSTEM, "streamed": False})

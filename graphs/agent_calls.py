@@ -31,12 +31,18 @@ from typing import Any, TypeVar
 from langchain_core.messages import BaseMessage, ToolMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
+from langgraph.config import get_config, get_stream_writer
 
 from handoff.agents.models import MODEL_DEADLINE
 from handoff.agents.tooling import CONTEXT_ARG, ToolContext
 from handoff.graphs.boundary import MAX_MODEL_TEXT_CHARS, MAX_NOTE_CHARS, clean_text, clean_value
 
 T = TypeVar("T")
+
+MODEL_CALL_BROKEN = "model_call_broken"
+"""``type`` of the custom stream event a failed model call writes (``{"type": ..., "agent": node}``):
+whatever the call had streamed broke off, and a client can say so at once rather than after the
+retry's backoff (graphs/streaming.py)."""
 
 
 class ModelDeadlineExceeded(TimeoutError):
@@ -55,10 +61,27 @@ class ModelCall:
     prompt: list[BaseMessage]
 
     def run(self) -> BaseMessage:
-        return self.runnable.invoke(self.prompt)
+        try:
+            return self.runnable.invoke(self.prompt)
+        except Exception:
+            say_call_broke()
+            raise
 
     async def arun(self) -> BaseMessage:
-        return await self.runnable.ainvoke(self.prompt)
+        try:
+            return await self.runnable.ainvoke(self.prompt)
+        except Exception:
+            say_call_broke()
+            raise
+
+
+def say_call_broke() -> None:
+    """Tell the run's stream that this node's model call failed (nothing outside a graph run)."""
+    try:
+        agent = (get_config().get("metadata") or {}).get("langgraph_node")
+    except RuntimeError:  # not in a graph run: nobody streams
+        return
+    get_stream_writer()({"type": MODEL_CALL_BROKEN, "agent": agent})
 
 
 class WithinDeadline(Runnable[Any, Any]):

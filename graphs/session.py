@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from handoff.graphs import streaming
 from handoff.graphs.boundary import MAX_MESSAGE_CHARS, check_thread_id
 from handoff.graphs.journal import Journal
+from handoff.graphs.streaming import TokenEvent, TokenTranslator, aitems, items, speaking_agents
 from handoff.graphs.telemetry import TraceOptions, tracing_config
 from handoff.state import HandoffEvent, HandoffRecord, records_of
+
+OnEvent = Callable[[HandoffEvent], None]
+OnToken = Callable[[TokenEvent], None]
 
 
 class UserMessage(BaseModel):
@@ -42,6 +47,8 @@ class TurnResult(BaseModel):
     case_file: dict[str, Any]
     events: list[HandoffEvent] = Field(default_factory=list, exclude=True)
     path: list[str] = Field(default_factory=list, description="Nodes this turn ran, in order.")
+    streamed: bool = Field(default=False, exclude=True,
+                           description="The reply was already shown whole, as token events (``on_token``).")
 
 
 class HandoffSession:
@@ -85,53 +92,70 @@ class HandoffSession:
         """Just the thread id: for reading state, where no run is traced."""
         return {"configurable": {"thread_id": self.thread_id}}
 
-    def send(self, text: str, on_event: Callable[[HandoffEvent], None] | None = None) -> TurnResult:
-        """Run one user turn; ``on_event`` sees each handoff event as it happens."""
-        return self._run(_user_input(text), on_event)
+    def send(self, text: str, on_event: OnEvent | None = None, *, on_token: OnToken | None = None) -> TurnResult:
+        """Run one user turn; ``on_event`` sees each handoff event as it happens, ``on_token`` each
+        piece of the agents' replies as it is written (graphs/streaming.py), in one order."""
+        return self._run(_user_input(text), on_event, on_token)
 
-    async def asend(self, text: str, on_event: Callable[[HandoffEvent], None] | None = None) -> TurnResult:
+    async def asend(self, text: str, on_event: OnEvent | None = None, *,
+                    on_token: OnToken | None = None) -> TurnResult:
         """``send`` for async applications: the graph runs with ``astream``, so model calls are
         awaited (the graph must be compiled with a checkpointer that has an async interface)."""
-        return await self._arun(_user_input(text), on_event)
+        return await self._arun(_user_input(text), on_event, on_token)
 
-    def resume(self, on_event: Callable[[HandoffEvent], None] | None = None) -> TurnResult:
+    def resume(self, on_event: OnEvent | None = None, *, on_token: OnToken | None = None) -> TurnResult:
         """Run what the thread's current checkpoint still has to do (e.g. after a fork)."""
-        return self._run(None, on_event)
+        return self._run(None, on_event, on_token)
 
-    async def aresume(self, on_event: Callable[[HandoffEvent], None] | None = None) -> TurnResult:
+    async def aresume(self, on_event: OnEvent | None = None, *, on_token: OnToken | None = None) -> TurnResult:
         """``resume`` for async applications."""
-        return await self._arun(None, on_event)
+        return await self._arun(None, on_event, on_token)
 
     STREAM: dict[str, Any] = {"stream_mode": ["custom", "updates"], "durability": "sync"}
     """How every run of a conversation streams: handoff events and node updates, and each step's
     checkpoint written before the next step starts, so a process killed mid-handoff resumes from
     the gate's checkpoint, not before it."""
+    TOKEN_STREAM: dict[str, Any] = {**STREAM, **streaming.TOKEN_STREAM}
+    """``STREAM`` plus the models' tokens (graphs/streaming.py), for a run whose replies are shown as they
+    are written. Only such runs ask the model to stream: a caller that shows whole replies keeps working
+    with an OpenAI-compatible server that cannot stream."""
 
-    def _run(self, graph_input: Any, on_event: Callable[[HandoffEvent], None] | None) -> TurnResult:
-        turn = _TurnLog(on_event)
-        for mode, chunk in self.graph.stream(graph_input, self.config, **self.STREAM):
-            turn.add(mode, chunk)
-        return self.result(events=turn.events, path=turn.path)
+    def _run(self, graph_input: Any, on_event: OnEvent | None, on_token: OnToken | None) -> TurnResult:
+        turn = _TurnLog(on_event, on_token, self.graph)
+        stream = self.graph.stream(graph_input, self.config, **turn.stream)
+        try:
+            for namespace, mode, chunk in items(stream, subgraphs=turn.tokens is not None):
+                turn.add(namespace, mode, chunk)
+        finally:
+            turn.close()
+        return self.result(events=turn.events, path=turn.path, streamed=turn.streamed)
 
-    async def _arun(self, graph_input: Any, on_event: Callable[[HandoffEvent], None] | None) -> TurnResult:
-        turn = _TurnLog(on_event)
-        async for mode, chunk in self.graph.astream(graph_input, self.config, **self.STREAM):
-            turn.add(mode, chunk)
-        return await self.aresult(events=turn.events, path=turn.path)
+    async def _arun(self, graph_input: Any, on_event: OnEvent | None, on_token: OnToken | None) -> TurnResult:
+        turn = _TurnLog(on_event, on_token, self.graph)
+        stream = self.graph.astream(graph_input, self.config, **turn.stream)
+        try:
+            async for namespace, mode, chunk in aitems(stream, subgraphs=turn.tokens is not None):
+                turn.add(namespace, mode, chunk)
+        finally:
+            turn.close()
+        return await self.aresult(events=turn.events, path=turn.path, streamed=turn.streamed)
 
-    def result(self, events: list[HandoffEvent] | None = None, path: list[str] | None = None) -> TurnResult:
-        """The thread as it stands: this turn's reply, who answers next, records, case file."""
+    def result(self, events: list[HandoffEvent] | None = None, path: list[str] | None = None,
+               streamed: Mapping[str, str] | None = None) -> TurnResult:
+        """The thread as it stands: this turn's reply, who answers next, records, case file.
+        ``streamed``: the messages shown whole as tokens this turn (id -> text)."""
         values = self.graph.get_state(self.state_config).values
-        return self._result(values, self.records(values), events, path)
+        return self._result(values, self.records(values), events, path, streamed)
 
-    async def aresult(self, events: list[HandoffEvent] | None = None, path: list[str] | None = None) -> TurnResult:
+    async def aresult(self, events: list[HandoffEvent] | None = None, path: list[str] | None = None,
+                      streamed: Mapping[str, str] | None = None) -> TurnResult:
         """``result`` for async applications."""
         values = (await self.graph.aget_state(self.state_config)).values
-        return self._result(values, await self.arecords(values), events, path)
+        return self._result(values, await self.arecords(values), events, path, streamed)
 
     def _result(
         self, values: dict[str, Any], records: list[HandoffRecord],
-        events: list[HandoffEvent] | None, path: list[str] | None,
+        events: list[HandoffEvent] | None, path: list[str] | None, streamed: Mapping[str, str] | None = None,
     ) -> TurnResult:
         messages = values.get("messages") or []
         last_user = max((i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=-1)
@@ -146,6 +170,7 @@ class HandoffSession:
             case_file=values.get("case_file") or {},
             events=events or [],
             path=path or [],
+            streamed=answer is not None and _was_streamed(answer, streamed or {}),
         )
 
     def records(self, values: dict[str, Any] | None = None) -> list[HandoffRecord]:
@@ -186,14 +211,26 @@ class HandoffSession:
 
 
 class _TurnLog:
-    """What a turn's stream told: its handoff events and the nodes it ran."""
+    """What a turn's stream told: its handoff events, its replies' tokens and the nodes it ran."""
 
-    def __init__(self, on_event: Callable[[HandoffEvent], None] | None) -> None:
+    def __init__(self, on_event: OnEvent | None, on_token: OnToken | None, graph: CompiledStateGraph) -> None:
         self.on_event = on_event
+        self.on_token = on_token
+        self.tokens = TokenTranslator(speaking_agents(graph)) if on_token else None
+        self.stream = HandoffSession.TOKEN_STREAM if on_token else HandoffSession.STREAM
         self.events: list[HandoffEvent] = []
         self.path: list[str] = []
 
-    def add(self, mode: str, chunk: Any) -> None:
+    @property
+    def streamed(self) -> dict[str, str]:
+        return self.tokens.completed if self.tokens else {}
+
+    def add(self, namespace: tuple[str, ...], mode: str, chunk: Any) -> None:
+        if self.tokens and self.on_token:
+            for token in self.tokens.feed(mode, chunk, namespace):
+                self.on_token(token)
+        if namespace:
+            return  # a subgraph's own steps and events (a bring-your-own agent's): only its tokens count
         if mode == "custom" and isinstance(chunk, dict) and chunk.get("type") == "handoff":
             event = HandoffEvent.model_validate(chunk)
             self.events.append(event)
@@ -201,6 +238,18 @@ class _TurnLog:
                 self.on_event(event)
         elif mode == "updates" and isinstance(chunk, dict):
             self.path.extend(k for k in chunk if not k.startswith("__"))
+
+    def close(self) -> None:
+        """The run ended, or failed: a reply still being written broke off."""
+        if self.tokens and self.on_token:
+            for token in self.tokens.close():
+                self.on_token(token)
+
+
+def _was_streamed(answer: AIMessage, streamed: Mapping[str, str]) -> bool:
+    """Whether ``answer`` was shown whole as tokens: by its id, or (an agent that stores its messages
+    under new ids) by its text."""
+    return (answer.id is not None and answer.id in streamed) or str(answer.content) in streamed.values()
 
 
 def _user_input(text: str) -> dict[str, Any]:

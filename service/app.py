@@ -41,6 +41,7 @@ from pydantic import BaseModel, Field
 from handoff.graphs.boundary import THREAD_ID_MAX, THREAD_ID_PATTERN
 from handoff.graphs.registry import GRAPHS, GraphEntry
 from handoff.graphs.settings import StorageSettings
+from handoff.graphs.streaming import TokenEvent
 from handoff.service.auth import Access, bearer_token, open_docs_from_env, tokens_from_env
 from handoff.service.embedding import TRANSCRIPT_LIMIT, HandoffService, checked_thread_id
 from handoff.service.errors import (
@@ -65,7 +66,7 @@ from handoff.service.models import (
     TurnResponse,
 )
 from handoff.service.storage import open_service_persistence
-from handoff.service.turns import TurnStream
+from handoff.service.turns import STREAM_TOKENS, TurnStream
 from handoff.state import HandoffRecord
 
 STATIC = Path(__file__).parent / "static"
@@ -90,19 +91,31 @@ BODY_ERRORS: dict[int | str, dict[str, Any]] = {
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Access tokens are on and the bearer token is missing or unknown."},
 }
+TOKEN_EVENTS_DOC = (
+    "`token` events (schema `TokenEvent`, `schema_version` 1) carry the agents' replies as they are "
+    "written, tagged with the writing agent and a `message_id`: `delta` events append `text`; `complete` "
+    "says the message is whole, and its `message` event (same `message_id`) follows with the stored text "
+    "once the agent's step ends; `interrupted` says it broke off (a dropped connection, a deadline, a "
+    "model error): its text is not part of the conversation, was not stored, and an honest message or a "
+    "new attempt follows. Handoff events come between one agent's tokens and the next's; tool calls are "
+    "never sent as tokens. A client that shows whole messages only can ignore `token` events."
+)
 STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
         "model": TurnResponse,
-        "description": "Server-sent turn events (`stream: true`: step, message, handoff, escalation, "
-        "then done or error), or the turn's JSON result (`stream: false`).",
+        "description": "Server-sent turn events (`stream: true`: handoff, token, step, message, escalation, "
+        "then done or error), or the turn's JSON result (`stream: false`). " + TOKEN_EVENTS_DOC,
         "content": {"text/event-stream": {"itemSchema": {
             "type": "object",
             "description": "One server-sent event: its name, and its TurnEvent as one line of JSON.",
             "required": ["event", "data"],
             "properties": {
-                "event": {"enum": ["handoff", "step", "message", "escalation", "done", "error"]},
+                "event": {"enum": ["handoff", "token", "step", "message", "escalation", "done", "error"]},
                 "data": {"type": "string", "contentMediaType": "application/json"},
             },
+            # The token event's schema, inline: the versioned contract a streaming client codes against.
+            "if": {"properties": {"event": {"const": "token"}}},
+            "then": {"properties": {"data": {"contentSchema": TokenEvent.model_json_schema(mode="serialization")}}},
         }}},
     },
 }
@@ -170,14 +183,17 @@ def create_app(
 
 
 def _document_graphs(app: FastAPI, names: list[str]) -> None:
-    """The OpenAPI document names the graphs this app serves as the only values of ``graph``."""
+    """The OpenAPI document names the graphs this app serves as the only values of ``graph``, and lists
+    the token event's schema among its schemas."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            graph = build()["components"]["schemas"]["StartThread"]["properties"]["graph"]
+            schemas = build()["components"]["schemas"]
+            graph = schemas["StartThread"]["properties"]["graph"]
             graph.pop("maxLength", None)  # the enum bounds it
             graph["enum"] = names
+            schemas.setdefault("TokenEvent", TokenEvent.model_json_schema(mode="serialization"))  # listed with the others
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -302,7 +318,7 @@ def _install_routes(app: FastAPI, access: Access) -> None:
 
 async def _respond(request: Request, turn: TurnStream, *, stream: bool) -> StreamingResponse | TurnResponse:
     """Run the accepted turn as a task of its own; stream its events or wait for its result."""
-    events = run_in_background(turn, request.app.state.turns)
+    events = run_in_background(turn, request.app.state.turns, tokens=stream)
     if not stream:
         while (event := await events.get()) is not None:
             if isinstance(event, DoneEvent):
@@ -317,9 +333,11 @@ async def _respond(request: Request, turn: TurnStream, *, stream: bool) -> Strea
     )
 
 
-def run_in_background(turn: TurnStream, running: set[asyncio.Task[None]]) -> asyncio.Queue[TurnEvent | None]:
+def run_in_background(
+    turn: TurnStream, running: set[asyncio.Task[None]], *, tokens: bool = True
+) -> asyncio.Queue[TurnEvent | None]:
     """Start the turn now, as a task of its own; its events arrive on the queue (``None`` after
-    the last).
+    the last); with its replies' ``token`` events when ``tokens``.
 
     The turn runs to its end even if nobody reads the queue (the client went away), so the
     thread's checkpoint is always a whole step and its lock is always released. Starlette
@@ -329,6 +347,7 @@ def run_in_background(turn: TurnStream, running: set[asyncio.Task[None]]) -> asy
     queue: asyncio.Queue[TurnEvent | None] = asyncio.Queue()
 
     async def produce() -> None:
+        STREAM_TOKENS.set(tokens)  # this task's own context: the turn reads it when it starts
         try:
             async for event in turn:
                 queue.put_nowait(event)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from handoff.graphs.boundary import MAX_DEPTH, MAX_ID_CHARS, InputRefused, check_text, check_value
 from handoff.graphs.session import MAX_MESSAGE_CHARS
+from handoff.graphs.streaming import TokenEvent
 from handoff.state import HandoffEvent, HandoffRecord
 
 DEFAULT_GRAPH = "customer-service"
@@ -191,10 +192,13 @@ class StepEvent(BaseModel):
 
 
 class MessageEvent(BaseModel):
-    """An agent (or a person) said something to the user."""
+    """An agent (or a person) said something to the user: the whole message, as stored."""
 
     type: Literal["message"] = "message"
     message: ChatMessage
+    message_id: str | None = Field(
+        default=None, description="The message's id when the graph gave it one: the `message_id` of the "
+        "`token` events that streamed it, whose text this replaces.")
 
 
 class EscalationEvent(BaseModel):
@@ -219,7 +223,7 @@ class ErrorEvent(BaseModel):
     message: str
 
 
-TurnEvent = HandoffEvent | StepEvent | MessageEvent | EscalationEvent | DoneEvent | ErrorEvent
+TurnEvent = HandoffEvent | TokenEvent | StepEvent | MessageEvent | EscalationEvent | DoneEvent | ErrorEvent
 """What a turn streams; every variant has a ``type`` (the SSE event name)."""
 
 

@@ -13,6 +13,11 @@ checkpointed before the next begins) and with ``HandoffSession``'s run config
 (LangSmith metadata, tags and masking, graphs/telemetry.py), and checks
 between steps that it still holds the thread's lock; a lost lock stops it at
 its last checkpoint.
+
+A turn's replies stream as ``token`` events while the agents write them
+(graphs/streaming.py), and each whole message follows as a ``message`` event
+with the same ``message_id`` once its node's step ends; a reply that broke off
+gets an ``interrupted`` token event, and only whole messages are stored.
 """
 
 from __future__ import annotations
@@ -20,12 +25,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
+from contextvars import ContextVar
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 
 from handoff.graphs.journal import Journal
 from handoff.graphs.session import HandoffSession
+from handoff.graphs.streaming import Item, TokenTranslator, aitems, speaking_agents
 from handoff.service.errors import as_service_error
 from handoff.service.locks import TurnLock
 from handoff.service.models import (
@@ -42,6 +49,11 @@ from handoff.service.transcript import SentBefore, chat_messages, find_sent, pen
 from handoff.state import HandoffEvent
 
 log = logging.getLogger("handoff.service")
+
+STREAM_TOKENS: ContextVar[bool] = ContextVar("handoff_stream_tokens", default=True)
+"""Whether a turn that starts in this context streams its replies' tokens. The HTTP app turns it off
+in the task of a turn whose client asked for JSON (``stream: false``): nobody reads those tokens, and
+asking the model to stream them costs CPU on every turn (service/app.py, ``run_in_background``)."""
 
 
 class TurnStream(AsyncIterator[TurnEvent]):
@@ -81,13 +93,17 @@ def config(thread_id: str) -> dict[str, Any]:
 
 
 async def stream_run(
-    graph: CompiledStateGraph, graph_name: str, thread_id: str, graph_input: Any, lock: TurnLock
-) -> AsyncIterator[tuple[str, Any]]:
-    """The graph's ``(mode, chunk)`` stream for one run, checking the lock after every step."""
+    graph: CompiledStateGraph, graph_name: str, thread_id: str, graph_input: Any, lock: TurnLock,
+    *, tokens: bool = False,
+) -> AsyncIterator[Item]:
+    """The graph's ``(namespace, mode, chunk)`` stream for one run, checking the lock after every step;
+    with the models' tokens (``messages``, subgraphs' too) when ``tokens``."""
     run_config = HandoffSession(graph, thread_id, graph_name=graph_name).config
-    async for mode, chunk in graph.astream(graph_input, run_config, **HandoffSession.STREAM):
-        yield mode, chunk
-        if mode == "updates":
+    stream = graph.astream(graph_input, run_config,
+                           **(HandoffSession.TOKEN_STREAM if tokens else HandoffSession.STREAM))
+    async for namespace, mode, chunk in aitems(stream, subgraphs=tokens):
+        yield namespace, mode, chunk
+        if mode == "updates" and not namespace:
             await lock.check()
 
 
@@ -109,7 +125,7 @@ async def run_turn(
     graph: CompiledStateGraph, graph_name: str, thread_id: str, graph_input: Any, lock: TurnLock,
     message_id: str | None, *, duplicate: bool = False,
 ) -> AsyncGenerator[TurnEvent, None]:
-    """The events of one run: handoff events, steps, messages, then escalation and done (or error).
+    """The events of one run: handoff events, tokens, steps, messages, then escalation and done (or error).
 
     Args:
         graph: The thread's compiled graph.
@@ -123,27 +139,40 @@ async def run_turn(
     started = time.monotonic()
     events: list[HandoffEvent] = []
     said: list[ChatMessage] = []
+    tokens = TokenTranslator(speaking_agents(graph))
     log.info("turn started thread=%s graph=%s resumed=%s", thread_id, graph_name, graph_input is None)
     try:
         try:
-            async for mode, chunk in stream_run(graph, graph_name, thread_id, graph_input, lock):
+            async for namespace, mode, chunk in stream_run(graph, graph_name, thread_id, graph_input, lock,
+                                                           tokens=STREAM_TOKENS.get()):
+                for token in tokens.feed(mode, chunk, namespace):
+                    yield token
+                if namespace:
+                    continue  # a bring-your-own agent's own steps: only its tokens are the turn's
                 if mode == "custom":
                     if isinstance(chunk, dict) and chunk.get("type") == "handoff":
                         event = HandoffEvent.model_validate(chunk)
                         events.append(event)
                         yield event
                     continue
+                if mode != "updates":
+                    continue
                 for node, update in (chunk or {}).items():
                     if node.startswith("__"):
                         continue
                     yield StepEvent(node=node)
-                    for message in chat_messages((update or {}).get("messages") or []):
-                        said.append(message)
-                        yield MessageEvent(message=message)
+                    for raw in (update or {}).get("messages") or []:
+                        for message in chat_messages([raw]):  # none for a bare tool call
+                            said.append(message)
+                            yield MessageEvent(message=message, message_id=raw.id)
+            for token in tokens.close():
+                yield token
             if duplicate and message_id is not None:
                 said = await _said_after(graph, thread_id, message_id) or said
             result = await turn_response(graph, thread_id, events, said, message_id, duplicate)
         except Exception as exc:  # the stream has begun: report, do not raise
+            for token in tokens.close():
+                yield token
             error = as_service_error(exc)
             await lock.release()
             log.warning("turn failed thread=%s code=%s error=%s", thread_id, error.code, type(exc).__name__)

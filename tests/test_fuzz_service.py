@@ -95,7 +95,7 @@ NOT_FUZZED = (positive_data_acceptance,)
 """Left out for good: the service also answers 422 to well-formed values that are wrong for the
 thread at hand (hand back to an agent of another graph, a reused message id). Where the schema
 itself is too loose, the ``*_is_documented`` tests below say so, one gap each."""
-TURN_EVENTS = ("handoff", "step", "message", "escalation", "done", "error")
+TURN_EVENTS = ("handoff", "token", "step", "message", "escalation", "done", "error")
 JSON_HEADERS = {"content-type": "application/json"}
 
 

@@ -43,6 +43,9 @@ def test_small_run_through_two_workers_on_postgresql_is_clean() -> None:
     assert report.handoffs >= 3  # General -> Technical in every customer-service conversation
     assert report.throughput > 0 and 0 < report.p50_ms <= report.p95_ms <= report.max_ms
     assert report.worker_cpu_ms_per_turn > 0
+    assert report.probe_turns == report.probe_streamed == 12  # the offline model streams every answer
+    assert 0 < report.first_token_p50_ms <= report.first_token_p95_ms
+    assert "time to first token" in report.first_token_line()
     assert {"nproc", "cpu", "python", "packages", "postgresql"} <= report.machine.keys()
     assert "langgraph" in report.machine["packages"]
     table = report.table()

@@ -3,6 +3,9 @@
 // reload, or another browser on the same service, resumes the conversation.
 // When the service requires access tokens (HANDOFF_API_TOKENS), the page asks for
 // one on the first 401 and keeps it in this browser's localStorage.
+// Replies appear as the agents write them (`token` events), each in its agent's
+// bubble; the whole message that follows replaces the streamed text, and a reply
+// that broke off stays visible, marked as interrupted.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -13,6 +16,7 @@ const page = {
   busy: false,
   escalationId: null,
   token: localStorage.getItem(TOKEN_KEY) || "",
+  live: new Map(), // message_id -> the bubble its tokens are written into
 };
 
 // ---------------------------------------------------------------- helpers
@@ -103,7 +107,33 @@ async function apiError(response) {
 
 // ---------------------------------------------------------------- rendering
 
-function addMessage(message) {
+function agentBubble(agent, text) {
+  const who = agent === "human" ? "Human agent (a person)" : title(agent);
+  return el("li", { class: "msg agent", role: "agent", agent: agent || "", style: `--agent: ${colour(agent)}` },
+    el("div", { class: "who" }, who), el("div", { class: "text" }, text));
+}
+
+// The streamed bubble a whole message completes, as [message id, bubble]: by its id, or (an agent
+// that stores its messages under new ids) the finished bubble of the same agent with the same text.
+function liveBubbleOf(message, messageId) {
+  if (messageId && page.live.has(messageId)) return [messageId, page.live.get(messageId)];
+  if (message.role !== "agent") return null;
+  for (const [id, bubble] of page.live) {
+    if (bubble.dataset.state === "complete" && bubble.dataset.agent === (message.agent || "")
+        && bubble.querySelector(".text").textContent === message.text) return [id, bubble];
+  }
+  return null;
+}
+
+function addMessage(message, messageId) {
+  const live = liveBubbleOf(message, messageId);
+  if (live) { // the whole message, as stored, replaces what was streamed
+    const [id, bubble] = live;
+    bubble.querySelector(".text").textContent = message.text;
+    if (bubble.dataset.state === "streaming") bubble.dataset.state = "complete";
+    page.live.delete(id);
+    return;
+  }
   const list = $("messages");
   let item;
   if (message.role === "user") {
@@ -114,13 +144,47 @@ function addMessage(message) {
     item = el("li", { class: "msg tool", role: "tool" },
       el("div", { class: "text" }, `${message.agent}: ${message.text}`));
   } else {
-    const who = message.agent === "human" ? "Human agent (a person)" : title(message.agent);
-    item = el("li", { class: "msg agent", role: "agent", agent: message.agent || "",
-                      style: `--agent: ${colour(message.agent)}` },
-      el("div", { class: "who" }, who), el("div", { class: "text" }, message.text));
+    item = agentBubble(message.agent, message.text);
   }
   list.append(item);
   list.scrollTop = list.scrollHeight;
+}
+
+// A token event: text appended to its message's bubble, or that message's end.
+function onToken(event) {
+  let bubble = page.live.get(event.message_id);
+  if (event.kind === "delta") {
+    if (!bubble) {
+      bubble = agentBubble(event.agent, "");
+      bubble.dataset.messageId = event.message_id;
+      bubble.dataset.state = "streaming";
+      $("messages").append(bubble);
+      page.live.set(event.message_id, bubble);
+      setActiveAgent(event.agent);
+      setStatus(`${title(event.agent)} is writing…`);
+    }
+    bubble.querySelector(".text").append(event.text);
+    const list = $("messages");
+    list.scrollTop = list.scrollHeight;
+  } else if (bubble && event.kind === "complete") {
+    bubble.dataset.state = "complete";
+  } else if (bubble && event.kind === "interrupted") {
+    markInterrupted(bubble, "This reply broke off and was not kept.");
+  }
+}
+
+function markInterrupted(bubble, why) {
+  bubble.dataset.state = "interrupted";
+  bubble.append(el("div", { class: "interrupted-note", testid: "interrupted" }, `Interrupted: ${why}`));
+  page.live.delete(bubble.dataset.messageId);
+}
+
+// The stream ended: a reply still being written when it did was cut off with it.
+function settleLive(why) {
+  for (const bubble of [...page.live.values()]) {
+    if (bubble.dataset.state === "streaming") markInterrupted(bubble, why);
+  }
+  page.live.clear();
 }
 
 function addHandoffNote(event) {
@@ -273,8 +337,11 @@ function onTurnEvent(name, data) {
         setStatus(data.node === "human" ? "Waiting for a person…" : `${title(data.node)} is answering…`);
       }
       break;
+    case "token":
+      onToken(data);
+      break;
     case "message":
-      if (data.message.role !== "user") addMessage(data.message);
+      if (data.message.role !== "user") addMessage(data.message, data.message_id);
       break;
     case "handoff":
       onHandoffEvent(data);
@@ -283,12 +350,14 @@ function onTurnEvent(name, data) {
       showEscalation(data.escalation);
       break;
     case "done":
+      settleLive("the turn ended before it was complete.");
       onRecords(data.result.handoffs);
       setActiveAgent(data.result.active_agent);
       $("case-file").textContent = JSON.stringify(data.result.case_file, null, 2);
       showEscalation(data.result.escalation);
       break;
     case "error":
+      settleLive("the turn failed.");
       showError(`${data.message} (${data.code})`);
       break;
     default:
@@ -308,6 +377,7 @@ async function runTurn(path, body, onAccepted) {
   } catch (error) {
     showError(error.message);
   } finally {
+    settleLive("the connection to the service was lost.");
     setBusy(false);
     if (page.escalationId) setStatus("Waiting for a person to answer the escalation.");
   }
