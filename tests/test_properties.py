@@ -38,7 +38,7 @@ from handoff.agents.customer_service.specialists import (
     customer_service_agents,
 )
 from handoff.agents.scripted import ScriptedChatModel, calls, tool_call
-from handoff.agents.spec import AgentSpec
+from handoff.agents.spec import AgentSpec, Handoff, HandoffCheck
 from handoff.graphs.builder import check_specs
 from handoff.graphs.customer_service import build_customer_service_graph
 from handoff.graphs.gate import UNRECOVERABLE, GatePolicy, make_gate
@@ -70,7 +70,16 @@ PROPERTY = settings(max_examples=150, deadline=None, derandomize=True, database=
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 """Reproducible and bounded; no .hypothesis folder is written."""
 
-SPECS: dict[str, AgentSpec] = check_specs(with_escalation(customer_service_agents(BackOffice())), GENERAL)
+def _once_the_account_is_known(check: HandoffCheck) -> bool:
+    return bool(check.case_file.get("account_id"))
+
+
+SPECS: dict[str, AgentSpec] = check_specs([
+    # One handoff with an enabled-check, so the gate's handoff_disabled refusal is among the outcomes.
+    s.model_copy(update={"handoff_policies": (Handoff(target=BILLING, is_enabled=_once_the_account_is_known),)})
+    if s.name == GENERAL else s
+    for s in with_escalation(customer_service_agents(BackOffice()))
+], GENERAL)
 POLICY = GatePolicy()
 GATE = make_gate(SPECS, case_file_model=SupportCaseFile, policy=POLICY, default_agent=GENERAL)
 REJECTION_CODES = frozenset(get_args(RejectionCode))
@@ -207,6 +216,10 @@ def predicted_rejection(state: Mapping[str, Any]) -> RejectionCode | None:
         return "unknown_target"
     if request.source not in SPECS or request.target not in SPECS[request.source].handoffs:
         return "edge_not_allowed"
+    policy = SPECS[request.source].policy_for(request.target)
+    if policy and policy.is_enabled and not policy.is_enabled(
+            HandoffCheck(source=request.source, target=request.target, case_file=state["case_file"])):
+        return "handoff_disabled"
     receiver = SPECS[request.target]
     try:
         payload = receiver.payload_schema.model_validate(request.payload)
