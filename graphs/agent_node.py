@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -64,24 +64,28 @@ from handoff.state import (
 
 log = logging.getLogger(__name__)
 
+SPENT_NOTE = "not carried out: this turn's handoffs are used up; answer the user yourself"
+UNRUN_NOTE = "not carried out: the agent's turn ended before it ran"
+
 PARALLEL_TRANSFER_NOTE = (
     "Not executed: only one handoff per message is carried out (policy: the first valid one wins)."
 )
 
 
 def bind_agent_model(
-    model: BaseChatModel, tools: list[BaseTool], fallback: BaseChatModel | None = None
+    model: BaseChatModel, tools: list[BaseTool], fallback: BaseChatModel | None = None,
+    own: frozenset[str] | None = None,
 ) -> Runnable:
     """The model with this agent's tools bound, with a fallback model if one is set; each model's calls
     have their own total deadline (``call_deadline``), so a stalled main model leaves the fallback its
-    whole time."""
-    bound = within_deadline(bind_tools(model, tools), call_deadline(model))
+    whole time. ``own``: the names of the agent's own tools (the rest are transfer tools)."""
+    bound = within_deadline(bind_tools(model, tools, own), call_deadline(model))
     if fallback is None:
         return bound
-    return bound.with_fallbacks([within_deadline(bind_tools(fallback, tools), call_deadline(fallback))])
+    return bound.with_fallbacks([within_deadline(bind_tools(fallback, tools, own), call_deadline(fallback))])
 
 
-def bind_tools(model: BaseChatModel, tools: list[BaseTool]) -> Runnable:
+def bind_tools(model: BaseChatModel, tools: list[BaseTool], own_names: frozenset[str] | None = None) -> Runnable:
     """``model.bind_tools(tools)``; a model that cannot call tools (e.g. langchain-core's
     ``GenericFakeChatModel``) answers in text, and a handoff it announces in text still reaches the gate.
 
@@ -93,7 +97,8 @@ def bind_tools(model: BaseChatModel, tools: list[BaseTool]) -> Runnable:
     try:
         return model.bind_tools(tools)
     except NotImplementedError:
-        own = [t.name for t in tools if not t.name.startswith(TRANSFER_PREFIX)]
+        own = [t.name for t in tools if (t.name in own_names if own_names is not None
+                                         else not t.name.startswith(TRANSFER_PREFIX))]
         if own:
             raise GraphBuildError(
                 f"{type(model).__name__} cannot call tools (no bind_tools), but the agent has tools: "
@@ -134,7 +139,8 @@ def make_agent_node(
                     spec, [make_command_transfer_tool(t, spec) for t in enabled.values()])
             else:
                 transfers = [make_transfer_tool(t, spec) for t in enabled.values()]
-                runnables[key] = bind_agent_model(spec.model or model, [*spec.tools, *transfers], fallback)
+                runnables[key] = bind_agent_model(spec.model or model, [*spec.tools, *transfers], fallback,
+                                                  frozenset(own))
         return runnables[key]
 
     def is_transfer(name: str) -> bool:
@@ -228,6 +234,11 @@ def make_agent_node(
                     except (CaseFileError, InputRefused) as exc:
                         result = result.model_copy(update={"content": f"{result.content} ({exc})"})
                 new.append(result)
+            if transfers and state.get("hops", 0) > policy.max_hops_per_turn:
+                # The gate already refused this turn's last hop, and none was offered: asking again would
+                # loop between this agent and the gate.
+                new.extend(tool_note(call, SPENT_NOTE) for call in transfers)
+                continue
             if transfers:
                 pending = _choose_transfer(transfers, state, new, runtime.context)
                 break
@@ -256,35 +267,43 @@ def make_agent_node(
     def _foreign_update(state: HandoffState, turn: ForeignTurn, enabled: Mapping[str, AgentSpec],
                         context: Any) -> dict[str, Any]:
         """A bring-your-own agent's turn as the node's update: its messages made storable, every call
-        answered, at most one handoff, and the graph's own extension keys it returned."""
-        new: list[BaseMessage] = []
+        answered right after the message that made it, at most one handoff, and the graph's own
+        extension keys it returned."""
+        cleaned: list[BaseMessage] = []
         for message in turn.messages:
             if isinstance(message, AIMessage):
                 ai, refused = from_model(message, spec.name)
-                new.append(ai)
-                new.extend(tool_note(call, f"error: {reason}; the call was not carried out")
-                           for call, reason in refused)
+                cleaned.append(ai)
+                cleaned.extend(tool_note(call, f"error: {reason}; the call was not carried out")
+                               for call, reason in refused)
             elif isinstance(message, ToolMessage):
-                new.append(clean_tool_message(message))
-        pending: HandoffRequest | None = None
-        if turn.command is not None:
-            pending = request_from_command(spec, turn.command, new)
-        else:
-            last = next((m for m in reversed(new) if isinstance(m, AIMessage)), None)
-            answered = {m.tool_call_id for m in new if isinstance(m, ToolMessage)}
-            transfers = [c for c in (last.tool_calls if last else [])
-                         if c["id"] not in answered and is_transfer(c["name"])]
-            if transfers:
-                pending = _choose_transfer(transfers, state, new, context)
-            elif last is not None and not last.tool_calls and enabled:
-                pending = announced_transfer(spec, enabled, last, dict(state.get("case_file") or {}))
-        answered = {m.tool_call_id for m in new if isinstance(m, ToolMessage)}
-        for message in list(new):
-            for call in message.tool_calls if isinstance(message, AIMessage) else []:
-                if call["id"] not in answered and (pending is None or call["id"] != pending.tool_call_id):
-                    new.append(tool_note(call, "not carried out: the agent's turn ended before it ran"))
-        if not any(isinstance(m, AIMessage) for m in new):
+                cleaned.append(clean_tool_message(message))
+        last = next((m for m in reversed(cleaned) if isinstance(m, AIMessage)), None)
+        if last is None and turn.command is None:
             raise ForeignAgentError(f"{spec.name} returned no answer")
+        open_transfers: list[dict[str, Any]] = []
+        if last is not None:
+            after = cleaned[len(cleaned) - cleaned[::-1].index(last):]
+            answered = {m.tool_call_id for m in after if isinstance(m, ToolMessage)}
+            open_transfers = [c for c in last.tool_calls if c["id"] not in answered and is_transfer(c["name"])]
+        pending: HandoffRequest | None = None
+        spent = False
+        if turn.command is not None or open_transfers:
+            if state.get("hops", 0) > policy.max_hops_per_turn:
+                spent = True  # the gate already refused this turn's last hop: asking again would loop
+            elif turn.command is not None:
+                pending = request_from_command(spec, turn.command, cleaned)
+            else:
+                pending = _choose_transfer(open_transfers, state, cleaned, context)
+        elif last is not None and not last.tool_calls and enabled:
+            pending = announced_transfer(spec, enabled, last, dict(state.get("case_file") or {}))
+            if _repeats_a_refusal(state, spec.name, pending):
+                pending = None  # the text reports that very refusal; do not ask again
+        keep = pending.tool_call_id if pending is not None else None
+        new = paired(cleaned, keep_open=keep, note=SPENT_NOTE if spent else UNRUN_NOTE)
+        if spent:
+            new.append(AIMessage(content=f"(system) {spec.title} asked to hand over again, but this turn's "
+                                         "handoffs are used up; please rephrase or ask again.", name=spec.name))
         calls = sum(1 for m in new if isinstance(m, AIMessage))
         update = _turn_update(state, new, pending, {"model_calls": calls, "prompt_tokens": 0})
         update.update(extension_update(turn.state, extension_keys, spec.name))
@@ -380,10 +399,9 @@ def extension_update(output: Mapping[str, Any], keys: frozenset[str], agent: str
     update: dict[str, Any] = {}
     for key in keys & output.keys():
         try:
-            check_value(output[key], field=f"{agent}'s {key}")
+            update[key] = check_value(output[key], field=f"{agent}'s {key}")
         except InputRefused as exc:
             raise ForeignAgentError(str(exc)) from None
-        update[key] = output[key]
     return update
 
 
@@ -397,6 +415,35 @@ def clean_tool_message(message: ToolMessage) -> ToolMessage:
         name=None if message.name is None else clean_text(message.name, max_chars=MAX_ID_CHARS),
         status=message.status,
     )
+
+
+def paired(messages: Sequence[BaseMessage], *, keep_open: str | None, note: str) -> list[BaseMessage]:
+    """``messages`` with every tool call answered right after the message that made it, as strict
+    chat servers require: a result is kept only where it answers a call of the message before it
+    (so a call id reused in a later message is answered there too), and a call left unanswered is
+    answered with ``note``. Only ``keep_open``, a call of the last message, is left for the gate."""
+    out: list[BaseMessage] = []
+    waiting: dict[str, dict[str, Any]] = {}
+
+    def close(final: bool) -> None:
+        for call_id, call in waiting.items():
+            if not (final and call_id == keep_open):
+                out.append(tool_note(call, note))
+        waiting.clear()
+
+    for message in messages:
+        if isinstance(message, AIMessage):
+            close(final=False)
+            out.append(message)
+            waiting.update({c["id"]: c for c in message.tool_calls})
+        elif isinstance(message, ToolMessage):
+            if message.tool_call_id in waiting:
+                waiting.pop(message.tool_call_id)
+                out.append(message)
+        else:
+            out.append(message)
+    close(final=True)
+    return out
 
 
 def _earlier_upto(state: HandoffState) -> int:

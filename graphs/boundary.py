@@ -28,6 +28,7 @@ size and depth:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -35,7 +36,7 @@ from typing import Any
 
 from langchain_core.messages import HumanMessage, convert_to_messages
 from langgraph.types import Command
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from handoff.agents.ledger import store_label as store_label  # the thread-id encoding, shared with the ledger
 from handoff.state import TRUSTED_KEYS
@@ -109,10 +110,46 @@ def admit(graph_input: Any, extra_keys: frozenset[str] = frozenset()) -> Any:
                   "graph's own nodes" if trusted else f"unknown key(s): {', '.join(extra)}")
         allowed = ", ".join(repr(k) for k in ("messages", *sorted(extra_keys)))
         raise InputRefused(f"a turn's input may carry only {allowed}; {detail}")
-    own = {str(k): v for k, v in graph_input.items() if k in extra_keys}
-    for key, value in own.items():
-        check_value(value, field=key)
+    own = {str(k): check_value(v, field=str(k)) for k, v in graph_input.items() if k in extra_keys}
     return {"messages": _user_messages(graph_input.get("messages")), **own}
+
+
+def admit_context(context: Any, schema: type[Any] | None) -> Any:
+    """The run's context as the graph's ``context_schema`` (a value of it, or a mapping of its fields).
+
+    Raises:
+        InputRefused: a context of another type, a mapping with fields the schema does not have, or
+            one whose values do not fit it; the graph runs nothing.
+    """
+    if context is None or schema is None:
+        return context
+    if isinstance(schema, type) and not _is_typed_dict(schema) and isinstance(context, schema):
+        return context
+    name = getattr(schema, "__name__", "the context schema")
+    if not isinstance(context, Mapping):
+        raise InputRefused(f"context: a {type(context).__name__}; the graph takes a {name} "
+                           "or a mapping of its fields")
+    fields = _schema_fields(schema)
+    unknown = sorted(str(k) for k in context if k not in fields)
+    if unknown:
+        raise InputRefused(f"context: unknown field(s) {', '.join(unknown)}; {name} has {', '.join(sorted(fields))}")
+    try:
+        return TypeAdapter(schema).validate_python(dict(context))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or name}: {e['msg']}" for e in exc.errors())
+        raise InputRefused(f"context: {clean_text(problems, max_chars=500)}") from None
+
+
+def _is_typed_dict(schema: type[Any]) -> bool:
+    return isinstance(schema, type) and issubclass(schema, dict) and hasattr(schema, "__annotations__")
+
+
+def _schema_fields(schema: type[Any]) -> set[str]:
+    if dataclasses.is_dataclass(schema):
+        return {f.name for f in dataclasses.fields(schema)}
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        return set(schema.model_fields)
+    return set(getattr(schema, "__annotations__", {}))
 
 
 def _admit_command(command: Command) -> Command:
@@ -239,15 +276,15 @@ def _describe(char: str, position: int) -> str:
 
 
 def check_value(value: Any, *, field: str, max_depth: int = MAX_DEPTH, max_chars: int = MAX_VALUE_CHARS) -> Any:
-    """``value`` if it is JSON data every store takes: text without control characters (but tab and
-    line breaks), finite numbers, integers msgpack holds, keys that are text, at most ``max_depth``
-    levels deep and about ``max_chars`` characters as JSON.
+    """``value`` as plain JSON data (any mapping a dict, any sequence a list) if it is JSON data every
+    store takes: text without control characters (but tab and line breaks), finite numbers, integers
+    msgpack holds, keys that are text, at most ``max_depth`` levels deep and about ``max_chars``
+    characters as JSON.
 
     Raises:
         InputRefused: naming where in ``field`` the value breaks which rule or limit.
     """
-    _Walk(field, max_depth, max_chars, repair=False).visit(value, (), 0)
-    return value
+    return _Walk(field, max_depth, max_chars, repair=False).visit(value, (), 0)
 
 
 def sanitize_value(

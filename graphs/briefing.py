@@ -223,7 +223,8 @@ class InputFilterError(ValueError):
 def run_filter(chosen: InputFilter, history: list[BaseMessage]) -> list[BaseMessage]:
     name = getattr(chosen, "__name__", type(chosen).__name__)
     try:
-        shaped = chosen(list(history))
+        # Copies: a filter that redacts in place must change the view, not the stored conversation.
+        shaped = chosen([m.model_copy(deep=True) for m in history])
     except Exception as exc:
         raise InputFilterError(f"input filter {name} failed: {type(exc).__name__}") from exc
     if isinstance(shaped, str | bytes) or not isinstance(shaped, Sequence) \

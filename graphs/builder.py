@@ -48,7 +48,7 @@ def check_specs(agents: Sequence[AgentSpec], default_agent: str) -> dict[str, Ag
     for spec in agents:
         if spec.name in specs:
             raise GraphBuildError(f"two agents are named {spec.name!r}")
-        if spec.name in (INTAKE, GATE) or (spec.name == HUMAN and spec.tools):
+        if spec.name in (INTAKE, GATE) or (spec.name == HUMAN and (spec.tools or spec.agent is not None)):
             raise GraphBuildError(f"agent name {spec.name!r} is reserved")
         specs[spec.name] = spec
     for spec in agents:
@@ -57,6 +57,11 @@ def check_specs(agents: Sequence[AgentSpec], default_agent: str) -> dict[str, Ag
                 raise GraphBuildError(f"{spec.name} hands to unknown agent {target!r}")
             if target == spec.name:
                 raise GraphBuildError(f"{spec.name} may not hand to itself")
+        names = [t.name for t in spec.tools] + [spec.tool_name_for(t) for t in spec.handoffs]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise GraphBuildError(f"{spec.name} would offer its model two tools named {', '.join(twice)}: "
+                                  "give each transfer tool (Handoff.tool_name) and own tool a name of its own")
         for trigger in spec.triggers:
             if trigger.target not in spec.handoffs:
                 raise GraphBuildError(

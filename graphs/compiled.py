@@ -27,7 +27,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
 from langgraph.store.memory import InMemoryStore
 
-from handoff.graphs.boundary import admit
+from handoff.graphs.boundary import admit, admit_context
 from handoff.graphs.masking import Sensitivity
 from handoff.graphs.telemetry import run_config
 
@@ -86,13 +86,16 @@ class CompiledHandoffGraph(CompiledStateGraph):
     def handoff_name(self) -> str:
         return getattr(self.builder, "handoff_name", self.name)
 
-    def _prepare(self, input: Any, config: RunnableConfig | None) -> tuple[Any, RunnableConfig]:
+    def _prepare(self, input: Any, config: RunnableConfig | None,
+                 kwargs: dict[str, Any]) -> tuple[Any, RunnableConfig]:
+        if kwargs.get("context") is not None:
+            kwargs["context"] = admit_context(kwargs["context"], getattr(self.builder, "context_schema", None))
         return admit(input, getattr(self.builder, "extra_input_keys", frozenset())), run_config(self, config)
 
     def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
-        input, config = self._prepare(input, config)
+        input, config = self._prepare(input, config, kwargs)
         return super().stream(input, config, **kwargs)
 
     def astream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[Any]:
-        input, config = self._prepare(input, config)
+        input, config = self._prepare(input, config, kwargs)
         return super().astream(input, config, **kwargs)

@@ -110,7 +110,10 @@ class ForeignCall:
     def run(self) -> ForeignTurn:
         prompt = with_ids(self.prompt)
         if not isinstance(self.runnable, Pregel):
-            return from_output(self.runnable.invoke(prompt), prompt)
+            try:
+                return from_output(self.runnable.invoke(prompt), prompt)
+            except ParentCommand as raised:  # e.g. a graph agent called from inside a Runnable
+                return from_command(raised.args[0], None, prompt)
         last: Any = None
         try:
             for value in self.runnable.stream({"messages": prompt}, stream_mode="values", durability=UNSAVED):
@@ -122,7 +125,10 @@ class ForeignCall:
     async def arun(self) -> ForeignTurn:
         prompt = with_ids(self.prompt)
         if not isinstance(self.runnable, Pregel):
-            return from_output(await self.runnable.ainvoke(prompt), prompt)
+            try:
+                return from_output(await self.runnable.ainvoke(prompt), prompt)
+            except ParentCommand as raised:
+                return from_command(raised.args[0], None, prompt)
         last: Any = None
         try:
             async for value in self.runnable.astream({"messages": prompt}, stream_mode="values",
@@ -134,8 +140,10 @@ class ForeignCall:
 
 
 def with_ids(prompt: Sequence[BaseMessage]) -> list[BaseMessage]:
-    """The prompt with an id on every message, so what the agent adds can be told apart."""
-    return [m if m.id else m.model_copy(update={"id": f"prompt-{uuid.uuid4().hex[:12]}"}) for m in prompt]
+    """Copies of the prompt's messages, each with an id, so what the agent adds can be told apart and
+    an agent that edits its input in place cannot rewrite the conversation's stored messages."""
+    return [m.model_copy(deep=True, update=None if m.id else {"id": f"prompt-{uuid.uuid4().hex[:12]}"})
+            for m in prompt]
 
 
 def from_output(output: Any, prompt: Sequence[BaseMessage]) -> ForeignTurn:
@@ -159,8 +167,23 @@ def from_output(output: Any, prompt: Sequence[BaseMessage]) -> ForeignTurn:
 
 
 def from_command(command: Command, last: Any, prompt: Sequence[BaseMessage]) -> ForeignTurn:
-    """A swarm-style handoff: the messages up to the call that raised it, and the command."""
-    turn = from_output(last if last is not None else {"messages": []}, prompt)
+    """A swarm-style handoff: the messages up to the call that raised it, and the command.
+
+    Raised out of a Runnable (a graph agent called inside it), there is no last state to read: a
+    swarm tool's update carries the agent's messages then, less its own answer to the call (the gate
+    answers it).
+    """
+    if last is None:
+        update = command.update
+        raw = update.get("messages") if isinstance(update, Mapping) else update
+        try:
+            messages = convert_to_messages(list(raw)) if isinstance(raw, Sequence) and not isinstance(raw, str) \
+                else []
+        except (ValueError, TypeError, NotImplementedError):
+            messages = []
+        own = answered_by(command)
+        last = {"messages": [m for m in messages if not (isinstance(m, ToolMessage) and m.tool_call_id in own)]}
+    turn = from_output(last, prompt)
     return ForeignTurn(messages=turn.messages, state=turn.state, command=command)
 
 
@@ -179,7 +202,7 @@ def request_from_command(source: AgentSpec, command: Command, messages: Sequence
     """
     targets = command_targets(command)
     target = targets[0] if targets else ""
-    call = last_call(messages)
+    call = raising_call(messages, {source.tool_name_for(target), f"transfer_to_{target}"}, answered_by(command))
     args = dict(call["args"]) if call else {}
     reason = str(args.get("reason") or f"{source.title} handed over with {call['name'] if call else 'a command'}")
     return HandoffRequest(
@@ -190,12 +213,28 @@ def request_from_command(source: AgentSpec, command: Command, messages: Sequence
     )
 
 
-def last_call(messages: Sequence[BaseMessage]) -> dict[str, Any] | None:
-    """The last tool call the agent made that no message of its answers."""
-    answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
-    for message in reversed(messages):
-        if isinstance(message, AIMessage):
-            unanswered = [c for c in message.tool_calls if c["id"] not in answered]
-            if unanswered:
-                return unanswered[-1]
-    return None
+def answered_by(command: Command) -> set[str]:
+    """The call ids a swarm-style ``Command``'s own update answers (its ToolMessage names the call)."""
+    update = command.update
+    messages = update.get("messages") if isinstance(update, Mapping) else update
+    if not isinstance(messages, Sequence) or isinstance(messages, str):
+        return set()
+    ids = set()
+    for message in messages:
+        if isinstance(message, ToolMessage):
+            ids.add(message.tool_call_id)
+        elif isinstance(message, Mapping) and message.get("tool_call_id"):
+            ids.add(str(message["tool_call_id"]))
+    return ids
+
+
+def raising_call(messages: Sequence[BaseMessage], names: set[str], ids: set[str] = frozenset()) -> dict[str, Any] | None:
+    """The unanswered call in the agent's last message that raised the handoff: the one the command's
+    update answers, else the one named like a transfer to its target, else the last unanswered one."""
+    last = next((m for m in reversed(messages) if isinstance(m, AIMessage)), None)
+    if last is None:
+        return None
+    answered = {m.tool_call_id for m in messages[messages.index(last):] if isinstance(m, ToolMessage)}
+    unanswered = [c for c in last.tool_calls if c["id"] not in answered]
+    return next((c for c in unanswered if c["id"] in ids),
+                next((c for c in unanswered if c["name"] in names), unanswered[-1] if unanswered else None))
