@@ -7,19 +7,16 @@ saved in test-artifacts/.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
 from handoff.agents.offline import OfflineChatModel
 from handoff.graphs.session import MAX_MESSAGE_CHARS
 from handoff.service.app import create_app
-from tests.support.service_worker import free_port
+from tests.support.live_service import serving_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -35,22 +32,8 @@ TIMEOUT_MS = 15_000
 @pytest.fixture
 def live_server() -> Iterator[str]:
     """The service on a free local port, in memory, on the offline model."""
-    port = free_port()
-    config = uvicorn.Config(create_app("memory", model=OfflineChatModel()), host="127.0.0.1",
-                            port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="web-chat-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the service did not start within 20 s")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    with serving_app(create_app("memory", model=OfflineChatModel())) as url:
+        yield url
 
 
 @pytest.fixture
