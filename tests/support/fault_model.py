@@ -115,10 +115,8 @@ class FaultModel:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length) or b"{}")
-                if not self.path.rstrip("/").endswith("chat/completions"):
-                    self.send_json(404, {"error": {"message": f"no route {self.path}"}})
+                body = self.chat_request()
+                if body is None:
                     return
                 problems = unpaired_tool_calls(body.get("messages") or [])
                 if problems:

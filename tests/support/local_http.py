@@ -16,6 +16,15 @@ class JsonHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         return
 
+    def chat_request(self) -> dict[str, Any] | None:
+        """The JSON body of a ``POST .../chat/completions``; any other path is answered 404 (None)."""
+        length = int(self.headers.get("Content-Length", 0))
+        body = json.loads(self.rfile.read(length) or b"{}")
+        if not self.path.rstrip("/").endswith("chat/completions"):
+            self.send_json(404, {"error": {"message": f"no route {self.path}"}})
+            return None
+        return body
+
     def send_json(self, status: int, payload: dict[str, Any]) -> None:
         data = json.dumps(payload).encode()
         self.send_response(status)

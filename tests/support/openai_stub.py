@@ -182,10 +182,8 @@ class OpenAIStub:
 
         class Handler(JsonHandler):
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length) or b"{}")
-                if not self.path.rstrip("/").endswith("chat/completions"):
-                    self.send_json(404, {"error": {"message": f"no route {self.path}"}})
+                body = self.chat_request()
+                if body is None:
                     return
                 stub.requests.append(body)
                 problems = unpaired_tool_calls(body.get("messages") or []) if stub.strict else []
