@@ -127,6 +127,8 @@ def make_agent_node(
     targets = {name: specs[name] for name in spec.handoffs if name in specs}
     tool_targets = transfer_targets(spec)
     own = {t.name: t for t in spec.tools}
+    filters_from = {source.name: policy.input_filter for source in specs.values()
+                    for policy in source.handoff_policies if policy.target == spec.name and policy.input_filter}
     runnables: dict[frozenset[str], Runnable] = {}
 
     def runnable_for(enabled: Mapping[str, AgentSpec]) -> Runnable:
@@ -184,7 +186,7 @@ def make_agent_node(
         enabled = {name: t for name, t in targets.items()
                    if may_hand_off and handoff_enabled(spec, name, case_file, runtime.context)}
         runnable = runnable_for(enabled)
-        input_filter = _edge_filter(state, spec, specs)
+        input_filter = _edge_filter(state, spec, filters_from)
         if spec.agent is not None:
             prompt = build_prompt(spec, targets=enabled, state=state, earlier=earlier, input_filter=input_filter)
             turn = yield ForeignCall(runnable, prompt)
@@ -278,13 +280,13 @@ def make_agent_node(
                                for call, reason in refused)
             elif isinstance(message, ToolMessage):
                 cleaned.append(clean_tool_message(message))
-        last = next((m for m in reversed(cleaned) if isinstance(m, AIMessage)), None)
-        if last is None and turn.command is None:
+        at = max((i for i, m in enumerate(cleaned) if isinstance(m, AIMessage)), default=None)
+        if at is None and turn.command is None:
             raise ForeignAgentError(f"{spec.name} returned no answer")
+        last = None if at is None else cleaned[at]
         open_transfers: list[dict[str, Any]] = []
         if last is not None:
-            after = cleaned[len(cleaned) - cleaned[::-1].index(last):]
-            answered = {m.tool_call_id for m in after if isinstance(m, ToolMessage)}
+            answered = {m.tool_call_id for m in cleaned[at + 1:] if isinstance(m, ToolMessage)}
             open_transfers = [c for c in last.tool_calls if c["id"] not in answered and is_transfer(c["name"])]
         pending: HandoffRequest | None = None
         spent = False
@@ -379,15 +381,12 @@ def make_agent_node(
     return RunnableCallable(agent, aagent, name=spec.name, trace=False)
 
 
-def _edge_filter(state: HandoffState, spec: AgentSpec, specs: Mapping[str, AgentSpec]) -> InputFilter | None:
-    """The input filter of the handoff that gave ``spec`` the conversation, if it declared one."""
-    if not any(p.input_filter for s in specs.values() for p in s.handoff_policies if p.target == spec.name):
+def _edge_filter(state: HandoffState, spec: AgentSpec, filters: Mapping[str, InputFilter]) -> InputFilter | None:
+    """The input filter of the handoff that gave ``spec`` the conversation (``filters``: by source)."""
+    if not filters:
         return None  # the usual case: no record needs reading
     last = next((r for r in records_newest_first(state) if r.outcome == "accepted"), None)
-    if last is None or last.target != spec.name or last.source not in specs:
-        return None
-    policy = specs[last.source].policy_for(spec.name)
-    return policy.input_filter if policy else None
+    return filters.get(last.source) if last is not None and last.target == spec.name else None
 
 
 def extension_update(output: Mapping[str, Any], keys: frozenset[str], agent: str) -> dict[str, Any]:

@@ -158,7 +158,7 @@ def check_schemas(state_schema: type[Any], input_schema: type[Any]) -> tuple[fro
         GraphBuildError: the state schema drops a handoff key, or the input schema has a key that is
             trusted or not in the state.
     """
-    state_keys = set(getattr(state_schema, "__annotations__", {})) | set(_all_annotations(state_schema))
+    state_keys = set(_all_annotations(state_schema))
     missing = [k for k in HandoffState.__annotations__ if k not in state_keys]
     if missing:
         raise GraphBuildError(f"state_schema {state_schema.__name__} must extend HandoffState; it lacks "
