@@ -39,8 +39,9 @@ from handoff.graphs.foreign_agent import (
     resolve_agent,
 )
 from handoff.graphs.gate import GatePolicy, handoff_enabled, validate
+from handoff.graphs.intake import open_turn, with_opening
 from handoff.graphs.journal import Journal
-from handoff.graphs.nodes import RunnableCallable, thread_of
+from handoff.graphs.nodes import RunnableCallable, changes_only, thread_of
 from handoff.graphs.retry import MAX_ATTEMPTS, model_failure
 from handoff.graphs.transfer import (
     TRANSFER_PREFIX,
@@ -152,8 +153,13 @@ def make_agent_node(
     runnable_for(targets)  # made now, so a model or agent that cannot be bound fails the build
     runnable_for({})
 
-    def agent(state: HandoffState, runtime: Runtime) -> dict[str, Any]:
+    tracks_sentiment = "sentiment" in case_file_model.model_fields
+
+    def agent(given: HandoffState, runtime: Runtime) -> dict[str, Any]:
         journal = Journal(runtime.store, thread_of(runtime), deferred=True)
+        # The turn's first node takes the user's message in, in this same step (graphs/intake.py). The
+        # step's update applies to ``given``; ``state`` is what the rest of the step sees, opening included.
+        state, opening = open_turn(given, journal, agent=spec.name, tracks_sentiment=tracks_sentiment)
         try:
             upto = _earlier_upto(state)
             earlier = journal.messages(upto, last=EARLIER_MESSAGES) if upto else []
@@ -164,10 +170,11 @@ def make_agent_node(
             update = _recover(state, exc, runtime, journal)
         update["transcript_len"] = journal.append_messages(state.get("transcript_len", 0), update["messages"])
         journal.flush()
-        return plain_update(_announce(state, update, runtime))
+        return changes_only(given, plain_update(with_opening(opening, _announce(state, update, runtime))))
 
-    async def aagent(state: HandoffState, runtime: Runtime) -> dict[str, Any]:
+    async def aagent(given: HandoffState, runtime: Runtime) -> dict[str, Any]:
         journal = Journal(runtime.store, thread_of(runtime), deferred=True)
+        state, opening = open_turn(given, journal, agent=spec.name, tracks_sentiment=tracks_sentiment)
         try:
             upto = _earlier_upto(state)
             earlier = await journal.amessages(upto, last=EARLIER_MESSAGES) if upto else []
@@ -178,7 +185,7 @@ def make_agent_node(
             update = _recover(state, exc, runtime, journal)
         update["transcript_len"] = journal.append_messages(state.get("transcript_len", 0), update["messages"])
         await journal.aflush()
-        return plain_update(_announce(state, update, runtime))
+        return changes_only(given, plain_update(with_opening(opening, _announce(state, update, runtime))))
 
     def _steps(state: HandoffState, thread: str, earlier: list[BaseMessage], runtime: Runtime) -> Steps:
         may_hand_off = state.get("hops", 0) < policy.max_hops_per_turn

@@ -2,18 +2,21 @@
 
 Topology (every edge is declared, so Studio and the Mermaid picture show it):
 
-    START -> intake -> {active agent | handoff_gate (a rule fired)}
+    START -> {active agent (no rule fires: it takes the message in itself) | intake (a rule fires, or
+              the human has the conversation: it pauses, so the message is archived before it)}
+    intake -> {handoff_gate | active agent (the rule did not fire after all)}
     agent -> {END (reply) | handoff_gate (one edge labelled with every agent it may hand to)}
     handoff_gate -> {any agent (the receiver, or the source after a rejection)}
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import END, START
+from langgraph.runtime import Runtime
 
 from handoff.agents.models import make_chat_model, make_fallback_model
 from handoff.agents.spec import AgentSpec
@@ -22,7 +25,7 @@ from handoff.graphs.build_errors import GraphBuildError
 from handoff.graphs.compiled import HandoffStateGraph
 from handoff.graphs.gate import GATE, GatePolicy, make_gate
 from handoff.graphs.human import HUMAN, make_human_node, with_escalation
-from handoff.graphs.intake import INTAKE, make_intake
+from handoff.graphs.intake import INTAKE, RULE_FIRES, TurnRules, make_intake
 from handoff.graphs.masking import Sensitivity
 from handoff.graphs.retry import MODEL_RETRY
 from handoff.state import CaseFile, HandoffInput, HandoffOutput, HandoffState
@@ -128,7 +131,9 @@ def build_handoff_graph(
     graph.extra_input_keys = input_keys
     graph.sensitivity = sensitivity
     graph.agent_specs = dict(specs)
-    graph.add_node(INTAKE, make_intake(specs, default_agent=default_agent, case_file_model=case_file_model))
+    rules = TurnRules(specs, default_agent=default_agent, case_file_model=case_file_model,
+                      pausing=frozenset({HUMAN} & specs.keys()))
+    graph.add_node(INTAKE, make_intake(rules))
     graph.add_node(GATE, make_gate(specs, case_file_model=case_file_model, policy=policy,
                                    default_agent=default_agent))
     for spec in agents:
@@ -143,7 +148,8 @@ def build_handoff_graph(
         graph.add_conditional_edges(spec.name, _after_agent(spec),
                                     {REPLY: END, handoff_label(spec.handoffs): GATE})
 
-    graph.add_edge(START, INTAKE)
+    graph.add_conditional_edges(START, _turn_router(rules),
+                                {RULE_FIRES: INTAKE, **{n: n for n in specs if n not in rules.pausing}})
     graph.add_conditional_edges(
         INTAKE, _after_intake, {RULE_HANDOFF: GATE, **{n: n for n in specs}}
     )
@@ -191,6 +197,15 @@ def _after_agent(spec: AgentSpec):
 
     route.__name__ = f"after_{spec.name}"
     return route
+
+
+def _turn_router(rules: TurnRules) -> Callable[[HandoffState, Runtime], str]:
+    """START's branch, as a named function (its traced run is called ``route_turn``)."""
+
+    def route_turn(state: HandoffState, runtime: Runtime) -> str:
+        return rules.route(state, runtime)
+
+    return route_turn
 
 
 def _after_intake(state: HandoffState) -> str:

@@ -11,8 +11,8 @@ included, so a bring-your-own agent that is a graph streams too); ``TokenTransla
   stored, and an honest message or a new attempt follows.
 
 Only agent nodes' chat-model text counts, tagged with the top-level node (the agent) however deep the
-model ran: a model called by another node (an intake classifier) and tool-call chunks are never shown
-as reply text. Handoff events (``custom`` mode) come in the same stream, in order, so they sit between
+model ran: a model called elsewhere (a classifier trigger, run where START routes the turn or in the
+intake) and tool-call chunks are never shown as reply text. Handoff events (``custom`` mode) come in the same stream, in order, so they sit between
 one agent's text and the next.
 
 A message is settled as soon as it can be: ``complete`` with its model call's last chunk;

@@ -153,8 +153,8 @@ def _layers(topo: Topology) -> tuple[dict[str, int], set[tuple[str, str]]]:
     """Each node's layer, and the edges that point up (drawn curved and grey).
 
     A handoff graph gets its natural ranks: start, intake, the gate, the agents
-    (and the human) side by side, end; so intake's edges to the agents pass
-    beside the gate and every agent's handoff edges rise to it. Any other
+    (and the human) side by side, end; so start's and intake's edges to the
+    agents pass beside the gate and every agent's handoff edges rise to it. Any other
     graph: the breadth-first distance from start.
     """
     if {"intake", "handoff_gate"} <= set(topo.nodes):

@@ -30,11 +30,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from handoff.agents.ledger import Ledger
 from handoff.agents.ledger_scratch import ScratchLedgerStore
+from handoff.graphs.checkpoint_values import checkpoint_values
 from handoff.graphs.gate import GATE
+from handoff.graphs.intake import awaits_intake
 from handoff.graphs.journal import Journal
 from handoff.graphs.session import HandoffSession, TurnResult
 from handoff.graphs.telemetry import TraceOptions
-from handoff.state import HandoffEvent, records_of, request_of
+from handoff.state import HandoffEvent, HandoffState, records_of, request_of
 
 
 class ReplayError(ValueError):
@@ -51,7 +53,8 @@ class CheckpointInfo(BaseModel):
     step: int
     source: str = Field(description="input (a user turn starts), loop (a node ran), update, or fork.")
     next: tuple[str, ...] = Field(description="Nodes that run next from here; empty at the end of a turn.")
-    turn: int
+    turn: int = Field(description="The user turn the checkpoint belongs to (a message no node has taken in "
+                                  "yet starts the next one).")
     active_agent: str | None
     handoff_count: int
     pending_handoff: str | None = Field(description="A requested handoff the gate has not decided yet.")
@@ -91,7 +94,7 @@ def history(graph: CompiledStateGraph, thread_id: str) -> list[CheckpointInfo]:
             step=int(metadata.get("step", -1)),
             source=str(metadata.get("source", "")),
             next=tuple(snapshot.next),
-            turn=int(values.get("turn") or 0),
+            turn=int(values.get("turn") or 0) + (1 if awaits_intake(values) else 0),
             active_agent=values.get("active_agent"),
             handoff_count=int(values.get("handoff_count") or 0),
             pending_handoff=f"{pending.source} -> {pending.target} ({pending.trigger})" if pending else None,
@@ -126,7 +129,9 @@ def fork(
     if saver.get_tuple(_config(new_thread_id)) is not None:
         raise ReplayError(f"thread {new_thread_id!r} already exists; choose another id for the fork")
 
-    values: dict[str, Any] = source.checkpoint["channel_values"]
+    # The window, records and usage are delta channels: the source checkpoint alone may not hold them,
+    # and the fork has none of its parent chain, so it starts from their rebuilt values.
+    values = checkpoint_values(saver, source, getattr(graph.builder, "state_schema", HandoffState))
     if graph.store is not None:
         old, new = Journal(graph.store, thread_id), Journal(graph.store, new_thread_id)
         new.append_messages(0, old.messages(int(values.get("transcript_len") or 0)))

@@ -25,6 +25,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.base import BaseStore
 from pydantic import BaseModel, ConfigDict, Field
 
+from handoff.graphs.checkpoint_values import checkpoint_values
 from handoff.graphs.journal import Journal
 from handoff.state import HandoffRecord, Outcome, records_of
 
@@ -149,7 +150,7 @@ def conversation_report(
     latest = checkpointer.get_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
     if latest is None:
         raise LookupError(f"no thread {thread_id!r} in this checkpointer")
-    values: dict[str, Any] = latest.checkpoint["channel_values"]
+    values = checkpoint_values(checkpointer, latest)
     count = int(values.get("handoff_count") or 0)
     records = Journal(store, thread_id).records(count) if store is not None else []
     if len(records) < count:  # no store, or a journal that lost items: the state's window is all there is

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from langchain_core.messages import AnyMessage, HumanMessage
+from langgraph.channels.delta import DeltaChannel
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
@@ -36,11 +38,62 @@ def window_messages(left: list[AnyMessage], right: Any) -> list[AnyMessage]:
     return merged[start:]
 
 
+def window_batch(left: list[AnyMessage], writes: Sequence[Any]) -> list[AnyMessage]:
+    """``window_messages`` over a batch of writes, as LangGraph's ``DeltaChannel`` replays them.
+
+    The window only ever drops a prefix, and where it cuts depends on the end of the list alone, so
+    cutting after every write or once after all of them keeps the same messages: the batching
+    invariance ``DeltaChannel`` asks of its reducer (tests/test_delta_state.py checks it).
+    """
+    flat: list[Any] = []
+    for write in writes:
+        flat.extend(write if isinstance(write, list) else [write])
+    return window_messages(left, flat)
+
+
 def append_records(left: list[dict[str, Any]] | None, right: Any) -> list[dict[str, Any]]:
     """Reducer: append new records (as plain data, see state/handoff.py), keep the last RECORD_WINDOW."""
     new = right if isinstance(right, list) else ([] if right is None else [right])
     kept = [r if isinstance(r, dict) else plain_record(r) for r in (left or [])[-RECORD_WINDOW:]]
     return [*kept, *(plain_record(r) for r in new)][-RECORD_WINDOW:]
+
+
+def records_batch(left: list[dict[str, Any]] | None, writes: Sequence[Any]) -> list[dict[str, Any]]:
+    """``append_records`` over a batch of writes: the last RECORD_WINDOW of a concatenation is the same
+    cut once or after every write."""
+    flat: list[Any] = []
+    for write in writes:
+        flat.extend(write if isinstance(write, list) else ([] if write is None else [write]))
+    return append_records(left, flat)
+
+
+DELTA_SNAPSHOT_EVERY = 8
+"""Updates of a delta channel between full copies of it in a checkpoint. In between a checkpoint stores
+nothing for it: LangGraph's ``DeltaChannel`` rebuilds it from the writes it keeps anyway, so a
+checkpoint per step no longer repeats the last dozen messages. Fewer snapshots store less, but every
+read replays a longer chain of checkpoints: the window updates two or three times a turn, so a read
+walks back about three turns."""
+
+WindowedMessages = Annotated[list[AnyMessage], DeltaChannel(window_batch, snapshot_frequency=DELTA_SNAPSHOT_EVERY)]
+"""The bounded message window as a delta channel (one object, so the state, input and output schemas
+declare the same channel)."""
+
+RecentRecords = Annotated[list[dict[str, Any]], DeltaChannel(records_batch, snapshot_frequency=DELTA_SNAPSHOT_EVERY // 2)]
+"""The recent handoff records as a delta channel. A turn's intake writes it once (an empty write when
+no handoff happens), so its snapshots come every few turns and a read never walks further back."""
+
+
+def usage_batch(left: dict[str, dict[str, int]] | None, writes: Sequence[Any]) -> dict[str, dict[str, int]]:
+    """``merge_usage`` over a batch of writes: sums are the same added at once or one by one."""
+    merged = left or {}
+    for write in writes:
+        merged = merge_usage(merged, write)
+    return merged
+
+
+AgentUsage = Annotated[dict[str, dict[str, int]], DeltaChannel(usage_batch, snapshot_frequency=DELTA_SNAPSHOT_EVERY)]
+"""Per-agent counters as a delta channel: every model call adds to them, so they snapshot as often as
+the window."""
 
 
 def merge_usage(
@@ -58,7 +111,7 @@ def merge_usage(
 class HandoffState(TypedDict, total=False):
     """Conversation state shared by every node of a handoff graph."""
 
-    messages: Annotated[list[AnyMessage], window_messages]
+    messages: WindowedMessages
     """Recent messages (bounded window); the model sees these plus its briefing."""
     transcript_len: int
     """How many messages the whole conversation holds in the store's transcript."""
@@ -68,7 +121,7 @@ class HandoffState(TypedDict, total=False):
     """What is known so far; validated by the domain's CaseFile model."""
     pending_handoff: Annotated[dict[str, Any] | None, plain_request]
     """A request waiting for the gate (a ``HandoffRequest`` as plain data; ``request_of`` reads it)."""
-    handoffs: Annotated[list[dict[str, Any]], append_records]
+    handoffs: RecentRecords
     """The most recent handoff records as plain data (``records_of`` reads them); the full log is in
     the store."""
     handoff_count: int
@@ -83,7 +136,10 @@ class HandoffState(TypedDict, total=False):
     """Handoffs attempted during the current user turn (the hop budget)."""
     turn: int
     """Number of user turns so far."""
-    usage: Annotated[dict[str, dict[str, int]], merge_usage]
+    taken_in: str | None
+    """Id of the last user message whose turn was started (archived, counted); a node that finds a
+    later one at the end of ``messages`` starts the turn itself (graphs/intake.py)."""
+    usage: AgentUsage
     """Per-agent model calls and approximate prompt tokens."""
 
 
@@ -99,20 +155,20 @@ class HandoffInput(TypedDict):
     escalation is continued with ``Command(resume=...)``, not with input.
     """
 
-    messages: Annotated[list[AnyMessage], window_messages]
+    messages: WindowedMessages
     """The user's new message(s): text, ``("user", text)``, ``{"role": "user", ...}`` or HumanMessage."""
 
 
 class HandoffOutput(TypedDict, total=False):
     """What ``invoke`` returns: the recent messages and where the conversation stands."""
 
-    messages: Annotated[list[AnyMessage], window_messages]
+    messages: WindowedMessages
     """Recent messages (bounded window); the whole transcript is in the store (graphs/journal.py)."""
     active_agent: str
     """Who answers the next user message."""
     case_file: Annotated[dict[str, Any], merge_case_file]
     """What is known so far."""
-    handoffs: Annotated[list[dict[str, Any]], append_records]
+    handoffs: RecentRecords
     """The most recent handoff records as plain data (``state.records_of`` gives the models)."""
     handoff_count: int
     """How many handoff records the conversation has in all."""

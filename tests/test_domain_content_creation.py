@@ -40,7 +40,7 @@ def _back_to_writer(model: ScriptedChatModel, session: HandoffSession, round_: i
 def _drafted(model: ScriptedChatModel) -> HandoffSession:
     session = session_of(build_content_creation_graph, model)
     first = session.send("Research heat pumps for homeowners, please.")
-    assert first.path == ["intake", RESEARCHER]
+    assert first.path == [RESEARCHER]
     model.add(WRITER, [use("write_draft", {"topic": "heat pumps"}, call_id="w1"), "Draft v1 is ready."])
     second = session.send("Now write the first draft.")
     assert second.path == ["intake", GATE, WRITER]
@@ -53,16 +53,16 @@ def test_editor_hands_back_at_most_the_bounded_number_of_rounds() -> None:
     session = _drafted(model)
     for round_ in range(1, MAX_REVISION_ROUNDS + 1):
         review = _to_editor(model, session, version=round_)
-        assert review.path == ["intake", WRITER, GATE, EDITOR]
+        assert review.path == [WRITER, GATE, EDITOR]
         back = _back_to_writer(model, session, round_)
-        assert back.path == ["intake", EDITOR, GATE, WRITER]
+        assert back.path == [EDITOR, GATE, WRITER]
         assert back.case_file["revision_rounds"] == round_
     _to_editor(model, session, version=MAX_REVISION_ROUNDS + 1)
     writer_calls = len(model.calls_by(WRITER))
 
     refused = _back_to_writer(model, session, MAX_REVISION_ROUNDS + 1, accepted_=False)
 
-    assert refused.path == ["intake", EDITOR, GATE, EDITOR]
+    assert refused.path == [EDITOR, GATE, EDITOR]
     assert refused.active_agent == EDITOR
     last = refused.handoffs[-1]
     assert (last.source, last.target, last.outcome) == (EDITOR, WRITER, "rejected")

@@ -18,7 +18,7 @@ def _designed(model: ScriptedChatModel) -> HandoffSession:
     model.add(ANALYST, [use("find_root_cause", {"service": "checkout"}, call_id="a1"), "Missing index."])
     model.add(DESIGNER, [use("propose_plan", {"root_cause_code": "missing_index"}, call_id="d1"), "PLAN-401."])
     session = session_of(build_problem_solving_graph, model)
-    assert session.send("Why is checkout slow?").path == ["intake", ANALYST]
+    assert session.send("Why is checkout slow?").path == [ANALYST]
     designed = session.send("Please design a fix.")
     assert designed.path == ["intake", GATE, DESIGNER]
     assert designed.handoffs[-1].request.trigger_name == "ready_for_design"
@@ -37,14 +37,14 @@ def test_implementer_hands_an_infeasible_plan_back_with_the_reason() -> None:
     session = _designed(model)
     model.add(IMPLEMENTER, ["PLAN-401 is blocked by the change freeze."])
     first = _implement(model, session, "PLAN-401", "d2i1")
-    assert first.path == ["intake", DESIGNER, GATE, IMPLEMENTER]
+    assert first.path == [DESIGNER, GATE, IMPLEMENTER]
     assert first.case_file["feasibility"] == "infeasible"
 
     model.add(IMPLEMENTER, [use("transfer_to_solution_designer", HAND_BACK, call_id="i2d")])
     model.add(DESIGNER, [use("propose_plan", {"root_cause_code": "missing_index"}, call_id="d2"), "PLAN-402."])
     back = session.send("Send it back to design.")
 
-    assert back.path == ["intake", IMPLEMENTER, GATE, DESIGNER]
+    assert back.path == [IMPLEMENTER, GATE, DESIGNER]
     record = back.handoffs[-1]
     assert (record.source, record.target, record.outcome) == (IMPLEMENTER, DESIGNER, "accepted")
     assert record.request.payload["infeasible_reason"] == HAND_BACK["infeasible_reason"]
@@ -55,7 +55,7 @@ def test_implementer_hands_an_infeasible_plan_back_with_the_reason() -> None:
 
     model.add(IMPLEMENTER, [use("apply_change", {"plan_id": "PLAN-402"}, call_id="i1"), "Done."])
     done = _implement(model, session, "PLAN-402", "d2i2")
-    assert done.path == ["intake", DESIGNER, GATE, IMPLEMENTER]
+    assert done.path == [DESIGNER, GATE, IMPLEMENTER]
     assert done.case_file["change_id"] == "CHG-502"
     assert accepted(done.handoffs) == [(ANALYST, DESIGNER), (DESIGNER, IMPLEMENTER), (IMPLEMENTER, DESIGNER),
                                        (DESIGNER, IMPLEMENTER)]
@@ -72,7 +72,7 @@ def test_hand_back_must_name_the_plan_with_its_reason() -> None:
 
     result = session.send("Send it back to design.")
 
-    assert result.path == ["intake", IMPLEMENTER, GATE, IMPLEMENTER]
+    assert result.path == [IMPLEMENTER, GATE, IMPLEMENTER]
     record = result.handoffs[-1]
     assert record.rejection is not None and record.rejection.code == "invalid_payload"
     assert "infeasible_plan_id" in record.rejection.message
@@ -90,7 +90,7 @@ def test_a_plan_found_infeasible_is_not_implemented_again() -> None:
 
     again = session.send("Try the index plan once more.")
 
-    assert again.path == ["intake", DESIGNER, GATE, DESIGNER]
+    assert again.path == [DESIGNER, GATE, DESIGNER]
     record = again.handoffs[-1]
     assert record.rejection is not None and record.rejection.code == "precondition_failed"
     assert "already found infeasible" in record.rejection.message

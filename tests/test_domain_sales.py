@@ -23,12 +23,12 @@ def _quoted(model: ScriptedChatModel) -> HandoffSession:
                                                       "seats": 40, "recommended_plan": "Team"}, call_id="s2c")])
     model.add(CLOSER, [use("create_quote", {"plan": "Team", "seats": 40}, call_id="c1"), "Here is QUO-801."])
     session = session_of(build_sales_graph, model)
-    assert session.send(NORTHWIND).path == ["intake", QUALIFIER]
+    assert session.send(NORTHWIND).path == [QUALIFIER]
     advised = session.send("Do you have SSO with Okta?")
     assert advised.path == ["intake", GATE, SPECIALIST]
     assert advised.handoffs[-1].request.trigger_name == "qualified_lead"
     quoted = session.send("Great, a quote please.")
-    assert quoted.path == ["intake", SPECIALIST, GATE, CLOSER]
+    assert quoted.path == [SPECIALIST, GATE, CLOSER]
     assert quoted.case_file["quote_id"] == "QUO-801"
     return session
 
@@ -44,7 +44,7 @@ def test_closer_pulls_the_specialist_back_in_and_the_quote_stays_on_file() -> No
 
     result = session.send("Does Team include audit logs?")
 
-    assert result.path == ["intake", CLOSER, GATE, SPECIALIST]
+    assert result.path == [CLOSER, GATE, SPECIALIST]
     record = result.handoffs[-1]
     assert (record.source, record.target, record.outcome) == (CLOSER, SPECIALIST, "accepted")
     assert record.init_result is not None and record.init_result.action == "load_open_deal"
@@ -62,7 +62,7 @@ def test_unqualified_lead_ends_politely_with_no_handoff() -> None:
     first = session.send(TINY)
     second = session.send("Thanks anyway, bye.")
 
-    assert first.path == ["intake", QUALIFIER] and second.path == ["intake", QUALIFIER]
+    assert first.path == [QUALIFIER] and second.path == [QUALIFIER]
     assert "Thank you for your interest" in first.reply and "not a fit" in first.reply
     assert first.case_file["qualified"] is False
     assert first.handoffs == [] and second.handoffs == []
@@ -81,7 +81,7 @@ def test_specialist_refuses_an_unqualified_lead() -> None:
 
     result = session.send("What features do you have?")
 
-    assert result.path == ["intake", QUALIFIER, GATE, QUALIFIER]
+    assert result.path == [QUALIFIER, GATE, QUALIFIER]
     record = result.handoffs[-1]
     assert record.rejection is not None and record.rejection.code == "precondition_failed"
     assert "not qualified" in record.rejection.message

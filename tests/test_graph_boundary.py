@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.serde.types import _DeltaSnapshot  # what the channel stores; no public name
 from langgraph.store.memory import InMemoryStore
 from langgraph.types import Command
 
@@ -138,6 +139,9 @@ def _plain(value: Any, where: str = "state") -> None:
     if isinstance(value, list):
         for i, v in enumerate(value):
             _plain(v, f"{where}[{i}]")
+        return
+    if isinstance(value, _DeltaSnapshot):  # LangGraph's own snapshot of a DeltaChannel, around plain data
+        _plain(value.value, f"{where}.snapshot")
         return
     raise AssertionError(f"{where} holds a {type(value).__name__}")
 

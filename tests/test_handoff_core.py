@@ -19,7 +19,7 @@ def test_tool_trigger_hands_over_with_typed_payload() -> None:
     session = support_session(model)
     result = session.send("My internet drops every evening, account ACC-1001")
 
-    assert result.path == ["intake", GENERAL, "handoff_gate", TECHNICAL]
+    assert result.path == [GENERAL, "handoff_gate", TECHNICAL]
     assert result.active_agent == TECHNICAL
     assert result.reply == "Looking at your line now."
     [record] = result.handoffs

@@ -243,7 +243,7 @@ def test_a_message_sent_again_with_its_id_is_stored_once() -> None:
         assert [m["text"] for m in users] == [body["text"]]
 
 
-@pytest.mark.parametrize("stopped_after", ["intake", "general_support"])
+@pytest.mark.parametrize("stopped_after", ["general_support", "handoff_gate"])
 @pytest.mark.parametrize("next_message", ["the same message again", "a new message"])
 def test_a_turn_left_unfinished_is_completed_once_by_the_next_request(
     next_message: str, stopped_after: str

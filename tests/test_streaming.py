@@ -289,12 +289,17 @@ def test_a_fallback_model_takes_over_a_broken_stream(monkeypatch: pytest.MonkeyP
     assert agent_texts(stored_messages(session.graph, session.thread_id)) == [RECEIVER_TEXT, RECEIVER_TEXT]
 
 
-def test_a_classifier_model_in_the_intake_never_shows_as_reply_tokens() -> None:
+@pytest.mark.parametrize(("confidence", "speaker"), [(0.1, "front"), (0.9, "desk")])
+def test_a_classifier_model_routing_the_turn_never_shows_as_reply_tokens(confidence: float, speaker: str) -> None:
+    """The rules are decided where START routes the turn (``__start__``), and for a rule that fires
+    the intake reuses that decision: the classifier's model runs once, and never speaks."""
     classifier_model = OfflineChatModel()
+    classified: list[str] = []
 
     def classify(text: str) -> tuple[str, float]:
-        classifier_model.invoke([HumanMessage(text)])  # a model call inside the intake node
-        return "desk", 0.1
+        classified.append(text)
+        classifier_model.invoke([HumanMessage(text)])  # a model call inside the turn's routing
+        return "desk", confidence
 
     trigger = ClassifierTrigger(name="intent", target="desk", reason="classified", classifier=classify)
     agents = [AgentSpec(name="front", title="Front", description="front desk", instructions="You are front.",
@@ -310,8 +315,9 @@ def test_a_classifier_model_in_the_intake_never_shows_as_reply_tokens() -> None:
         if mode == "messages" and isinstance(chunk[0], AIMessageChunk) and chunk[0].content:
             streamed_by.add(chunk[1]["langgraph_node"])
         tokens.extend(translator.feed(mode, chunk, namespace))
-    assert streamed_by == {"intake", "front"}, "the classifier's model did stream inside the intake"
-    assert {t.agent for t in tokens} == {"front"}
+    assert streamed_by == {"__start__", speaker}, "the classifier's model did stream where the turn is routed"
+    assert {t.agent for t in tokens} == {speaker}
+    assert classified == ["hello there"], "the classifier ran once for the turn"
     assert deltas(tokens).startswith("[offline model]")
 
 
