@@ -241,8 +241,9 @@ def _sqlite_connect(path: Path) -> sqlite3.Connection:
 
 
 def _sqlite(stack: ExitStack, url: str, serde: SerializerProtocol) -> Persistence:
-    from langgraph.checkpoint.sqlite import SqliteSaver
     from langgraph.store.sqlite import SqliteStore
+
+    from handoff.graphs.sqlite_saver import CompactSqliteSaver
 
     path = sqlite_path(url)
     try:
@@ -250,7 +251,7 @@ def _sqlite(stack: ExitStack, url: str, serde: SerializerProtocol) -> Persistenc
         stack.callback(conn.close)
         store_conn = _sqlite_connect(path)
         stack.callback(store_conn.close)
-        saver = SqliteSaver(conn, serde=serde)
+        saver = CompactSqliteSaver(conn, serde=serde)
         saver.setup()
         store = SqliteStore(store_conn)
         store.setup()
