@@ -36,6 +36,25 @@ def _key(seq: int) -> str:
     return f"{seq:09d}"
 
 
+DEFAULT_FIELDS: dict[str, Any] = {
+    "additional_kwargs": {}, "response_metadata": {}, "name": None, "tool_calls": [],
+    "invalid_tool_calls": [], "usage_metadata": None, "artifact": None, "status": "success", "example": False,
+}
+"""Message fields LangChain fills in itself when they are missing, at these values."""
+
+
+def slim_message_dict(item: dict[str, Any]) -> dict[str, Any]:
+    """``messages_to_dict``'s item without what ``messages_from_dict`` restores by itself: the fields
+    at their defaults and the repeated type. A journal item then stores the message, not its
+    schema: a third fewer bytes for a typical turn, read back as the same message."""
+    data = {k: v for k, v in item["data"].items()
+            if k != "type" and not (k in DEFAULT_FIELDS and v == DEFAULT_FIELDS[k])}
+    if "tool_calls" in data:
+        data["tool_calls"] = [{k: v for k, v in call.items() if not (k == "type" and v == "tool_call")}
+                              for call in data["tool_calls"]]
+    return {"type": item["type"], "data": data}
+
+
 class Journal:
     """Append-only logs of one thread; a no-op when the graph has no store.
 
@@ -75,12 +94,12 @@ class Journal:
         for message in messages:
             if message.id is None:
                 message.id = str(uuid.uuid4())
-        self._write(TRANSCRIPT, start, messages_to_dict(list(messages)))
+        self._write(TRANSCRIPT, start, [slim_message_dict(d) for d in messages_to_dict(list(messages))])
         return start + len(messages)
 
     def append_record(self, seq: int, record: HandoffRecord) -> None:
         """Store handoff record number ``seq`` (0-based)."""
-        self._write(HANDOFFS, seq, [record.model_dump(mode="json")])
+        self._write(HANDOFFS, seq, [record.model_dump(mode="json", exclude_none=True)])
 
     def messages(self, upto: int, last: int | None = None) -> list[BaseMessage]:
         """Messages at positions ``[upto-last, upto)`` (all before ``upto`` when last is None)."""
