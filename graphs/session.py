@@ -111,11 +111,13 @@ class HandoffSession:
         """``resume`` for async applications."""
         return await self._arun(None, on_event, on_token)
 
-    STREAM: dict[str, Any] = {"stream_mode": ["custom", "updates"], "durability": "sync"}
-    """How every run of a conversation streams: handoff events and node updates, and each step's
-    checkpoint written before the next step starts, so a process killed mid-handoff resumes from
-    the gate's checkpoint, not before it."""
-    TOKEN_STREAM: dict[str, Any] = {**STREAM, **streaming.TOKEN_STREAM}
+    STREAM: dict[str, Any] = {"stream_mode": ["custom", "updates", "values"], "durability": "sync"}
+    """How every run of a conversation streams: handoff events, node updates and the state after each
+    step (the turn's result is the last, so it is not read back from the checkpointer), and each
+    step's checkpoint written before the next step starts, so a process killed mid-handoff resumes
+    from the gate's checkpoint, not before it."""
+    TOKEN_STREAM: dict[str, Any] = {**STREAM, **streaming.TOKEN_STREAM,
+                                    "stream_mode": [*streaming.TOKEN_STREAM["stream_mode"], "values"]}
     """``STREAM`` plus the models' tokens (graphs/streaming.py), for a run whose replies are shown as they
     are written. Only such runs ask the model to stream: a caller that shows whole replies keeps working
     with an OpenAI-compatible server that cannot stream."""
@@ -128,7 +130,9 @@ class HandoffSession:
                 turn.add(namespace, mode, chunk)
         finally:
             turn.close()
-        return self.result(events=turn.events, path=turn.path, streamed=turn.streamed)
+        if turn.values is None:
+            return self.result(events=turn.events, path=turn.path, streamed=turn.streamed)
+        return self._result(turn.values, self.records(turn.values), turn.events, turn.path, turn.streamed)
 
     async def _arun(self, graph_input: Any, on_event: OnEvent | None, on_token: OnToken | None) -> TurnResult:
         turn = _TurnLog(on_event, on_token, self.graph)
@@ -138,7 +142,9 @@ class HandoffSession:
                 turn.add(namespace, mode, chunk)
         finally:
             turn.close()
-        return await self.aresult(events=turn.events, path=turn.path, streamed=turn.streamed)
+        if turn.values is None:
+            return await self.aresult(events=turn.events, path=turn.path, streamed=turn.streamed)
+        return self._result(turn.values, await self.arecords(turn.values), turn.events, turn.path, turn.streamed)
 
     def result(self, events: list[HandoffEvent] | None = None, path: list[str] | None = None,
                streamed: Mapping[str, str] | None = None) -> TurnResult:
@@ -220,6 +226,8 @@ class _TurnLog:
         self.stream = HandoffSession.TOKEN_STREAM if on_token else HandoffSession.STREAM
         self.events: list[HandoffEvent] = []
         self.path: list[str] = []
+        self.values: dict[str, Any] | None = None
+        """The state after the run's last step, as its stream told it (its output keys)."""
 
     @property
     def streamed(self) -> dict[str, str]:
@@ -238,6 +246,8 @@ class _TurnLog:
                 self.on_event(event)
         elif mode == "updates" and isinstance(chunk, dict):
             self.path.extend(k for k in chunk if not k.startswith("__"))
+        elif mode == "values" and isinstance(chunk, dict):
+            self.values = chunk
 
     def close(self) -> None:
         """The run ended, or failed: a reply still being written broke off."""
