@@ -60,6 +60,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -138,6 +139,11 @@ class LoadConfig:
     probe: int = 20
     """Conversations played after the load, all at once, as SSE, to time the first token (0: none);
     at most ``conversations``."""
+    worker_module: str = "handoff.service"
+    """What each worker runs (``python -m <module> --port P --db URL``); benchmarks/profile_service.py
+    runs the same service under a profiler."""
+    worker_args: tuple[tuple[str, ...], ...] = ()
+    """More arguments for worker ``i`` (``worker_args[i]``), e.g. benchmarks/ab_service.py's ``--service-dir``."""
 
 
 @dataclass
@@ -155,6 +161,8 @@ class TurnOutcome:
     attempts: int = 1
     first_token_seconds: float | None = None
     """Seconds from sending to the first ``token`` event (SSE only; None when the answer had none)."""
+    worker: int = -1
+    """Which worker answered the last attempt."""
 
     @property
     def ok(self) -> bool:
@@ -178,6 +186,8 @@ class Conversation:
     """409 ``thread_busy`` answers received."""
     retries: int = 0
     """Turns sent again after a dropped connection, a timeout or a 5xx (same ``message_id``)."""
+    retry_reasons: list[str] = field(default_factory=list)
+    """Why each retry was needed: the status and error code, or the connection error."""
 
     @property
     def acked(self) -> list[str]:
@@ -232,6 +242,8 @@ class LoadReport:
     busy_409: int
     retries: int
     """Turns sent again with the same message_id after a dropped connection, timeout or 5xx."""
+    retry_reasons: dict[str, int]
+    """How many retries each reason caused."""
     duplicates: int
     """Answers marked ``duplicate``: the service recognised a retried message and did not add it again."""
     errors: int
@@ -242,6 +254,8 @@ class LoadReport:
     postgres_cpu_ms_per_turn: float | None
     """CPU of the local PostgreSQL server's processes (None when it is not readable in /proc)."""
     client_cpu_ms_per_turn: float
+    worker_cpu_ms_per_turn_each: list[float]
+    """Each worker's CPU over the turns it answered (benchmarks/ab_service.py compares two)."""
     problems: list[str]
     machine: dict[str, str]
 
@@ -646,8 +660,10 @@ def postgres_cpu_seconds(db: str) -> float | None:
 
 
 @contextlib.contextmanager
-def service_workers(count: int, db: str, startup_timeout: float) -> Iterator[list[tuple[str, int]]]:
-    """Start ``count`` service processes on ``db``; yields ``(base URL, pid)`` each; kills their groups on exit."""
+def service_workers(count: int, db: str, startup_timeout: float, module: str = "handoff.service",
+                    extra: Sequence[Sequence[str]] = ()) -> Iterator[list[tuple[str, int]]]:
+    """Start ``count`` service processes (``python -m module``, worker ``i`` with ``extra[i]`` added) on
+    ``db``; yields ``(base URL, pid)`` each; kills their groups on exit."""
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="handoff-load-") as tmp:
         try:
@@ -656,7 +672,7 @@ def service_workers(count: int, db: str, startup_timeout: float) -> Iterator[lis
                 port = free_port()
                 log = open(Path(tmp) / f"worker{i}.log", "wb")  # noqa: SIM115 - closed with the process
                 procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "handoff.service", "--port", str(port), "--db", db],
+                    [sys.executable, "-m", module, "--port", str(port), "--db", db, *(extra[i] if i < len(extra) else ())],
                     cwd=ROOT, env=worker_env(tmp), stdout=log, stderr=subprocess.STDOUT,
                     start_new_session=True,
                 ))
@@ -770,14 +786,16 @@ async def _converse(client: httpx.AsyncClient, urls: Sequence[str], conv: Conver
             body["message_id"] = conv.message_ids[k]
         started = time.perf_counter()
         for attempt in range(MAX_RETRIES + 1):
-            url = urls[(conv.index + k + attempt) % len(urls)]  # a retry goes to the next worker
-            outcome = await _send(client, f"{url}/threads/{conv.thread_id}/messages", body, stream)
+            worker = (conv.index + k + attempt) % len(urls)  # a retry goes to the next worker
+            outcome = await _send(client, f"{urls[worker]}/threads/{conv.thread_id}/messages", body, stream)
+            outcome.worker = worker
             if outcome.ok or attempt == MAX_RETRIES or not _retryable(outcome, conv.ids_sent):
                 break
             if outcome.code == ThreadBusy.code:
                 conv.busy += 1
             else:
                 conv.retries += 1
+                conv.retry_reasons.append(f"HTTP {outcome.status} {outcome.code or (outcome.error or '')[:120]}")
             await asyncio.sleep(min(0.25 * 2**attempt, 4.0))
         outcome.seconds = time.perf_counter() - started
         outcome.attempts = attempt + 1
@@ -877,12 +895,13 @@ def run_load(cfg: LoadConfig) -> LoadReport:
               for i in range(cfg.conversations, cfg.conversations + min(max(cfg.probe, 0), cfg.conversations))]
     host = machine(cfg.db)  # before anything runs: the load average says whether the machine was quiet
     refs = references({c.graph for c in [*convs, *probes]}, cfg.turns)
-    with service_workers(cfg.workers, cfg.db, cfg.startup_timeout) as workers:
+    with service_workers(cfg.workers, cfg.db, cfg.startup_timeout, cfg.worker_module, cfg.worker_args) as workers:
         urls = [url for url, _ in workers]
         cpu_before = [cpu_seconds(pid) for _, pid in workers]
         pg_before = postgres_cpu_seconds(cfg.db)
         thread_start, wall, client_cpu = asyncio.run(drive(urls, convs, cfg))
-        worker_cpu = sum(cpu_seconds(pid) for _, pid in workers) - sum(cpu_before)
+        worker_cpus = [cpu_seconds(pid) - before for (_, pid), before in zip(workers, cpu_before, strict=True)]
+        worker_cpu = sum(worker_cpus)
         pg_after = postgres_cpu_seconds(cfg.db)
         if probes:  # after the load's CPU readings: the probe's turns are not counted in them
             asyncio.run(drive(urls, probes, dataclasses.replace(cfg, stream=True)))
@@ -935,12 +954,15 @@ def run_load(cfg: LoadConfig) -> LoadReport:
         handoffs_rejected=verdict.rejected,
         busy_409=sum(c.busy for c in convs) + sum(o.code == ThreadBusy.code for o in outcomes),
         retries=sum(c.retries for c in convs),
+        retry_reasons=dict(Counter(reason for c in [*convs, *probes] for reason in c.retry_reasons)),
         duplicates=sum(bool((o.result or {}).get("duplicate")) for o in ok),
         errors=len(outcomes) - len(ok),
         not_run=cfg.conversations * cfg.turns - len(outcomes),
         lost=len(verdict.lost),
         corrupted=len(verdict.corrupted),
         worker_cpu_ms_per_turn=worker_cpu * 1000 / max(len(ok), 1),
+        worker_cpu_ms_per_turn_each=[cpu * 1000 / max(sum(o.worker == i for o in ok), 1)
+                                     for i, cpu in enumerate(worker_cpus)],
         postgres_cpu_ms_per_turn=(None if pg_before is None or pg_after is None
                                   else (pg_after - pg_before) * 1000 / max(len(ok), 1)),
         client_cpu_ms_per_turn=client_cpu * 1000 / max(len(ok), 1),
@@ -983,6 +1005,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{report.mode} turns; threads started in {report.thread_start_seconds:.1f} s")
         print(report.table())
         print(report.first_token_line())
+        if report.retry_reasons:
+            print("retried: " + "; ".join(f"{n} x {why}" for why, n in report.retry_reasons.items()))
         print(f"\nmeasured on {report.machine_line()}")
         load = float(report.machine["load_before"].split()[0])
         if load > 0.5 * int(report.machine["nproc"]):

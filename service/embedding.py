@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -86,6 +87,9 @@ THREADS_NAMESPACE = ("handoff", "threads")
 """Store namespace of the service's thread registry: thread id -> graph name, creation time, owner."""
 NOT_AGENTS = frozenset({"__start__", "__end__", INTAKE, GATE})
 TRANSCRIPT_LIMIT = 200
+REGISTRATIONS_KEPT = 10_000
+"""Thread registrations a service keeps in memory (most recently used): a registration never changes
+once written, so every request on a thread after the first needs no store read to find it."""
 
 log = logging.getLogger("handoff.service")
 """The service's own log: thread ids, graph and agent names, codes and timings; never message
@@ -116,6 +120,7 @@ class HandoffService:
         self.entries = dict(graphs if graphs is not None else GRAPHS)
         self.locks = locks if locks is not None else turn_locks_for(persistence.url)
         self._compiled: dict[str, CompiledStateGraph] = {}
+        self._registrations: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
     @classmethod
     @asynccontextmanager
@@ -167,6 +172,7 @@ class HandoffService:
         info = ThreadInfo(thread_id=thread_id, graph=graph, created_at=datetime.now(UTC))
         value = {**info.model_dump(mode="json", exclude={"thread_id"}), "owner": owner}
         await self.persistence.store.aput(THREADS_NAMESPACE, info.thread_id, value, index=False)
+        self._remember(info.thread_id, value)
         log.info("thread started thread=%s graph=%s owner=%s", info.thread_id, graph, owner or "-")
         return info
 
@@ -183,10 +189,22 @@ class HandoffService:
             ThreadNotFound: never started here, or (with ``owner``) started by someone else.
         """
         checked_thread_id(thread_id)
-        item = await self.persistence.store.aget(THREADS_NAMESPACE, thread_id)
-        if item is None or (owner is not None and item.value.get("owner") != owner):
+        value = self._registrations.get(thread_id)
+        if value is None:
+            item = await self.persistence.store.aget(THREADS_NAMESPACE, thread_id)
+            value = item.value if item is not None else None
+            if value is not None:
+                self._remember(thread_id, value)
+        else:
+            self._registrations.move_to_end(thread_id)
+        if value is None or (owner is not None and value.get("owner") != owner):
             raise ThreadNotFound(f"no thread {thread_id!r}; start one with POST /threads")
-        return ThreadInfo(thread_id=thread_id, graph=item.value["graph"], created_at=item.value["created_at"])
+        return ThreadInfo(thread_id=thread_id, graph=value["graph"], created_at=value["created_at"])
+
+    def _remember(self, thread_id: str, value: dict[str, Any]) -> None:
+        self._registrations[thread_id] = value
+        if len(self._registrations) > REGISTRATIONS_KEPT:
+            self._registrations.popitem(last=False)
 
     async def state(self, thread_id: str, limit: int = TRANSCRIPT_LIMIT, *, owner: str | None = None) -> ThreadState:
         """The thread's transcript (last ``limit`` messages), agent, case file, handoffs, escalation."""

@@ -9,7 +9,10 @@
   worker). Every worker on the database sees it. If the worker dies, its
   session ends and PostgreSQL releases the lock; if PostgreSQL restarts, the
   lock is gone with the session, and ``TurnLock.check`` (called between graph
-  steps) reports it so the turn stops at its last checkpoint.
+  steps) reports it so the turn stops at its last checkpoint. The checks of all
+  the worker's turns share their round trips: a check waits for the next
+  ``SELECT 1`` on the session that starts after it was asked for, and one such
+  query answers every check that came in while the one before it ran.
 
 Both refuse at once instead of waiting: ``acquire`` returns None when the
 thread is busy, and the service answers 409 ``thread_busy``.
@@ -26,6 +29,7 @@ from handoff.service.errors import LockLost, is_unavailable
 
 CONNECT_TIMEOUT = 5
 """Seconds to wait for PostgreSQL when opening the lock session."""
+LOST = "the thread's lock was lost with its database session"
 
 
 class TurnLock(Protocol):
@@ -120,6 +124,9 @@ class PostgresTurnLocks:
         self._local = LocalTurnLocks()
         self._conn: Any = None
         self._guard = asyncio.Lock()
+        self._next_ping: asyncio.Future[None] | None = None
+        """The ping the checks asked for since the last one started; None when none waits."""
+        self._pinger: asyncio.Task[None] | None = None
 
     async def acquire(self, thread_id: str) -> TurnLock | None:
         """Try the thread's advisory lock; None when another turn (here or in another worker) holds it.
@@ -133,8 +140,7 @@ class PostgresTurnLocks:
         key = advisory_key(thread_id)
         try:
             async with self._guard:
-                conn = await self._session()
-                row = await (await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))).fetchone()
+                conn, row = await self._try_lock(key)
         except BaseException:
             local.drop()
             raise
@@ -143,20 +149,71 @@ class PostgresTurnLocks:
             return None
         return _AdvisoryLock(self, conn, key, local)
 
+    async def _try_lock(self, key: int) -> tuple[Any, Any]:
+        """``pg_try_advisory_lock`` on the lock session; on a new session if the old one turns out
+        broken (PostgreSQL restarted since it was last used). Call with ``_guard`` held."""
+        for attempt in (1, 2):
+            conn = await self._session()
+            try:
+                return conn, await (await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))).fetchone()
+            except Exception as exc:
+                if attempt == 2 or not is_unavailable(exc):
+                    raise
+                await conn.close()  # its locks are gone with it; their turns learn it from ``check``
+        raise AssertionError("unreachable")
+
     async def _session(self) -> Any:
-        """The lock session, reopened if it broke (call with ``_guard`` held)."""
+        """The lock session, reopened if it is known to be broken (call with ``_guard`` held). Not
+        probed first: the statement sent on it finds out, and ``_try_lock`` then reopens it."""
         import psycopg
 
         if self._conn is not None and not self._conn.closed and not self._conn.broken:
-            try:
-                await self._conn.execute("SELECT 1")
-                return self._conn
-            except psycopg.Error:
-                await self._conn.close()
+            return self._conn
+        if self._conn is not None:
+            await self._conn.close()
         self._conn = await psycopg.AsyncConnection.connect(
             self.url, autocommit=True, connect_timeout=self.connect_timeout,
             application_name="handoff-turn-locks")
         return self._conn
+
+    async def alive(self, conn: Any) -> None:
+        """Return once a round trip on the lock session ``conn``, begun after this call, succeeded.
+
+        Raises:
+            LockLost: ``conn`` is no longer the lock session, or the round trip failed with it.
+        """
+        if conn is not self._conn or conn.closed or conn.broken:
+            raise LockLost(LOST)
+        if self._next_ping is None:
+            self._next_ping = asyncio.get_running_loop().create_future()
+            # an outcome no check is left to read (they were cancelled) is not worth a warning
+            self._next_ping.add_done_callback(lambda f: f.cancelled() or f.exception())
+        ping = self._next_ping
+        if self._pinger is None or self._pinger.done():
+            self._pinger = asyncio.get_running_loop().create_task(self._ping(), name="handoff-lock-ping")
+        try:
+            await asyncio.shield(ping)
+        except LockLost:
+            raise LockLost(LOST) from None  # one of its own for each check: they share the ping
+        if conn is not self._conn:
+            raise LockLost(LOST)
+
+    async def _ping(self) -> None:
+        """Answer the waiting checks, one ``SELECT 1`` for all that asked before it began."""
+        while (ping := self._next_ping) is not None:
+            self._next_ping = None  # checks asked for from now on wait for the next one
+            try:
+                async with self._guard:
+                    if self._conn is None:
+                        raise LockLost(LOST)  # closed
+                    await self._conn.execute("SELECT 1")
+            except Exception as exc:
+                ping.set_exception(LockLost(LOST) if is_unavailable(exc) else exc)
+            else:
+                ping.set_result(None)
+            finally:
+                if not ping.done():  # this task was cancelled (the loop is closing): no check hangs on it
+                    ping.set_exception(LockLost(LOST))
 
     async def close(self) -> None:
         """Close the lock session (any lock still held is released with it)."""
@@ -175,15 +232,9 @@ class _AdvisoryLock:
         self._held = True
 
     async def check(self) -> None:
-        async with self._owner._guard:
-            if not self._held:
-                raise LockLost("the thread's lock was released")
-            try:
-                await self._conn.execute("SELECT 1")
-            except Exception as exc:
-                if is_unavailable(exc):
-                    raise LockLost("the thread's lock was lost with its database session") from None
-                raise
+        if not self._held:
+            raise LockLost("the thread's lock was released")
+        await self._owner.alive(self._conn)
 
     async def release(self) -> None:
         try:

@@ -71,7 +71,7 @@ class SentBefore:
 
 async def find_sent(journal: Journal, values: Mapping[str, Any], message_id: str) -> SentBefore | None:
     """The user message ``message_id`` if the thread holds it: in the checkpoint's window
-    (where it is before intake has archived it) or among the journal's last ``LOOKBACK`` messages."""
+    (where it is before the turn's first node has archived it) or among the journal's last ``LOOKBACK`` messages."""
     found = _find(list(values.get("messages") or []), message_id)
     if found is None:
         recent = await journal.amessages(int(values.get("transcript_len") or 0), last=LOOKBACK)

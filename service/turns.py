@@ -26,6 +26,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
@@ -46,9 +47,12 @@ from handoff.service.models import (
     TurnResponse,
 )
 from handoff.service.transcript import SentBefore, chat_messages, find_sent, pending_escalation
-from handoff.state import HandoffEvent
+from handoff.state import HandoffEvent, HandoffRecord, records_of
 
 log = logging.getLogger("handoff.service")
+
+INTERRUPT = "__interrupt__"
+"""The key of the ``updates`` item a run stopped at an interrupt sends (LangGraph's, private there)."""
 
 STREAM_TOKENS: ContextVar[bool] = ContextVar("handoff_stream_tokens", default=True)
 """Whether a turn that starts in this context streams its replies' tokens. The HTTP app turns it off
@@ -92,15 +96,20 @@ def config(thread_id: str) -> dict[str, Any]:
     return {"configurable": {"thread_id": thread_id}}
 
 
+def stream_options(*, tokens: bool) -> dict[str, Any]:
+    """``HandoffSession``'s stream options, which carry the state after each step (``values``): the last
+    one is the turn's outcome, so the result needs no second read of the checkpoint just written."""
+    return HandoffSession.TOKEN_STREAM if tokens else HandoffSession.STREAM
+
+
 async def stream_run(
     graph: CompiledStateGraph, graph_name: str, thread_id: str, graph_input: Any, lock: TurnLock,
     *, tokens: bool = False,
 ) -> AsyncIterator[Item]:
-    """The graph's ``(namespace, mode, chunk)`` stream for one run, checking the lock after every step;
-    with the models' tokens (``messages``, subgraphs' too) when ``tokens``."""
+    """The graph's ``(namespace, mode, chunk)`` stream for one run (``stream_options``), checking the
+    lock after every step; with the models' tokens (``messages``, subgraphs' too) when ``tokens``."""
     run_config = HandoffSession(graph, thread_id, graph_name=graph_name).config
-    stream = graph.astream(graph_input, run_config,
-                           **(HandoffSession.TOKEN_STREAM if tokens else HandoffSession.STREAM))
+    stream = graph.astream(graph_input, run_config, **stream_options(tokens=tokens))
     async for namespace, mode, chunk in aitems(stream, subgraphs=tokens):
         yield namespace, mode, chunk
         if mode == "updates" and not namespace:
@@ -139,6 +148,7 @@ async def run_turn(
     started = time.monotonic()
     events: list[HandoffEvent] = []
     said: list[ChatMessage] = []
+    outcome: Outcome = Outcome()
     tokens = TokenTranslator(speaking_agents(graph))
     log.info("turn started thread=%s graph=%s resumed=%s", thread_id, graph_name, graph_input is None)
     try:
@@ -155,10 +165,14 @@ async def run_turn(
                         events.append(event)
                         yield event
                     continue
+                if mode == "values":
+                    outcome.values = chunk if isinstance(chunk, dict) else None
+                    continue
                 if mode != "updates":
                     continue
                 for node, update in (chunk or {}).items():
                     if node.startswith("__"):
+                        outcome.paused |= node == INTERRUPT
                         continue
                     yield StepEvent(node=node)
                     for raw in (update or {}).get("messages") or []:
@@ -169,7 +183,8 @@ async def run_turn(
                 yield token
             if duplicate and message_id is not None:
                 said = await _said_after(graph, thread_id, message_id) or said
-            result = await turn_response(graph, thread_id, events, said, message_id, duplicate)
+            result = await turn_response(graph, thread_id, events, said, message_id, duplicate,
+                                         outcome=outcome)
         except Exception as exc:  # the stream has begun: report, do not raise
             for token in tokens.close():
                 yield token
@@ -215,13 +230,40 @@ async def _said_after(graph: CompiledStateGraph, thread_id: str, message_id: str
     return chat_messages(sent.after) if sent is not None else []
 
 
+@dataclass
+class Outcome:
+    """Where a run left the thread, as its stream told it."""
+
+    values: dict[str, Any] | None = None
+    """The state after the run's last step (the graph's output keys); None when no step ran."""
+    paused: bool = False
+    """The run stopped at an interrupt: a person is awaited."""
+
+    def settled(self, graph: CompiledStateGraph) -> dict[str, Any] | None:
+        """The values the result can be built from without reading the checkpoint, or None: after an
+        interrupt (the escalation is read from the checkpoint's tasks), or when the graph's output
+        leaves out a key the result reads."""
+        if self.values is None or self.paused or not set(graph.output_channels) >= RESULT_KEYS:
+            return None
+        return self.values
+
+
+RESULT_KEYS = frozenset({"active_agent", "case_file", "handoffs", "handoff_count"})
+"""The state keys a turn's result reads."""
+
+
 async def turn_response(
     graph: CompiledStateGraph, thread_id: str, events: list[HandoffEvent], said: list[ChatMessage],
-    message_id: str | None, duplicate: bool,
+    message_id: str | None, duplicate: bool, *, outcome: Outcome | None = None,
 ) -> TurnResponse:
-    """The turn's result as the thread now stands."""
-    snapshot = await graph.aget_state(config(thread_id))
-    values = snapshot.values or {}
+    """The turn's result as the thread now stands: from the run's ``outcome`` when it settles it,
+    otherwise read from the checkpoint."""
+    values = outcome.settled(graph) if outcome is not None else None
+    escalation = None
+    if values is None:
+        snapshot = await graph.aget_state(config(thread_id))
+        values = snapshot.values or {}
+        escalation = pending_escalation(snapshot)
     reply = next((m.text for m in reversed(said) if m.role == "agent"), "")
     return TurnResponse(
         thread_id=thread_id,
@@ -231,7 +273,16 @@ async def turn_response(
         active_agent=values.get("active_agent"),
         messages=said,
         events=events,
-        handoffs=await HandoffSession(graph, thread_id).arecords(values),
+        handoffs=await all_records(graph, thread_id, values),
         case_file=values.get("case_file") or {},
-        escalation=pending_escalation(snapshot),
+        escalation=escalation,
     )
+
+
+async def all_records(graph: CompiledStateGraph, thread_id: str, values: dict[str, Any]) -> list[HandoffRecord]:
+    """Every handoff record of the thread as of ``values``: the state's own window when it still holds
+    all of them (a thread's first ``RECORD_WINDOW`` handoffs), otherwise read from the journal."""
+    window = values.get("handoffs") or []
+    if len(window) == values.get("handoff_count", 0):
+        return records_of(values)
+    return await HandoffSession(graph, thread_id).arecords(values)

@@ -418,3 +418,21 @@ def test_the_default_sqlite_persistence_keeps_threads_across_a_restart(tmp_path:
         assert [m["text"] for m in state["messages"] if m["role"] == "user"] == [HELLO, TECHNICAL]
         assert [h["request"]["target"] for h in again.get(f"/threads/{thread_id}/handoffs").json()] == [
             "technical_specialist"]
+
+
+def test_each_turns_result_is_the_thread_as_stored_after_it(client: TestClient) -> None:
+    """A turn's result is built from its run's stream, not read back: it must say what the stored
+    thread says, also once the handoff records outgrow the state's window (read from the journal)."""
+    from benchmarks.load import CUSTOMER_SERVICE_SCRIPT
+    from handoff.state.conversation import RECORD_WINDOW
+
+    thread_id = start(client)
+    result: dict[str, Any] = {}
+    for text in CUSTOMER_SERVICE_SCRIPT * 4:
+        result = say(client, thread_id, text)
+        state = client.get(f"/threads/{thread_id}").json()
+        assert result["handoffs"] == state["handoffs"]
+        assert (result["active_agent"], result["case_file"], result["escalation"]) == (
+            state["active_agent"], state["case_file"], state["escalation"])
+        assert result["reply"] == state["messages"][-1]["text"]
+    assert len(result["handoffs"]) > RECORD_WINDOW

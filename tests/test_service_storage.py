@@ -34,7 +34,7 @@ async def test_a_connection_returned_moments_ago_is_not_probed() -> None:
     checks = CheckUnlessFresh(fresh=60.0)
     conn = await broken_behind_its_back()
     try:
-        await checks.returned(conn)
+        checks.returned(conn)
         await checks.check(conn)  # no round trip, so the break goes unseen
         assert not conn.broken
     finally:
@@ -47,7 +47,7 @@ async def test_an_idle_connection_is_probed_and_a_broken_one_refused(history: st
     conn = await broken_behind_its_back()
     try:
         if history == "idle too long":
-            await checks.returned(conn)
+            checks.returned(conn)
             await asyncio.sleep(0.1)
         with pytest.raises(psycopg.OperationalError):
             await checks.check(conn)
