@@ -72,14 +72,24 @@ class OfflineChatModel(ToolCallingFakeModel):
         tools: list[dict[str, Any]] | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        message = decide(messages, [t["function"] for t in tools or []])
-        prompt_tokens = count_tokens_approximately(messages)
-        message.usage_metadata = {
-            "input_tokens": prompt_tokens,
-            "output_tokens": count_tokens_approximately([message]),
-            "total_tokens": prompt_tokens + count_tokens_approximately([message]),
-        }
-        return ChatResult(generations=[ChatGeneration(message=message)])
+        return _result(messages, tools)
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        # The answer is a fraction of a millisecond of CPU and never waits (in a thread it would hold
+        # the GIL all the same), so it is computed on the event loop: BaseChatModel's default sends
+        # each call to a thread and back, which costs more than the answer. A subclass
+        # that overrides ``_generate`` (to hold, fail or record a call) keeps the default, so its
+        # override runs on the async path too, and a blocking one still blocks a thread, not the loop.
+        if type(self)._generate is not OfflineChatModel._generate:
+            return await super()._agenerate(messages, stop, run_manager, tools=tools, **kwargs)
+        return _result(messages, tools)
 
     # Streamed when a caller streams (LangGraph's ``stream_mode="messages"``): the same answer, in chunks.
     # Both paths go through ``_generate``/``_agenerate``, so a subclass that overrides those (to hold,
@@ -104,6 +114,19 @@ class OfflineChatModel(ToolCallingFakeModel):
         result = await self._agenerate(messages, stop, None, **kwargs)
         for chunk in stream_chunks(result.generations[0].message):  # type: ignore[arg-type]
             yield chunk
+
+
+def _result(messages: list[BaseMessage], tools: list[dict[str, Any]] | None) -> ChatResult:
+    """``decide``'s answer as a chat result, with the usage a real model reports (estimated)."""
+    message = decide(messages, [t["function"] for t in tools or []])
+    prompt_tokens = count_tokens_approximately(messages)
+    output_tokens = count_tokens_approximately([message])
+    message.usage_metadata = {
+        "input_tokens": prompt_tokens,
+        "output_tokens": output_tokens,
+        "total_tokens": prompt_tokens + output_tokens,
+    }
+    return ChatResult(generations=[ChatGeneration(message=message)])
 
 
 def decide(messages: Sequence[BaseMessage], tools: Sequence[dict[str, Any]]) -> AIMessage:

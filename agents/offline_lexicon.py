@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from handoff.agents.offline_cache import TEXTS, memo
+
 _GROUPS: tuple[tuple[str, str], ...] = (
     # a line, a device or a connection that misbehaves
     (r"cut(?:s|ting)?\s+(?:out|off)|drop(?:s|ping|ped)?\s+(?:out|off)|(?:on\s+and\s+off|off\s+and\s+on)|"
@@ -131,24 +133,34 @@ _GROUPS: tuple[tuple[str, str], ...] = (
     (r"post\s?code|zip(?:\s?code)?|postal\s+code|verify|verification|confirm\s+(?:it'?s\s+)?me|identity",
      "postcode verify"),
 )
-_COMPILED = tuple((re.compile(pattern, re.IGNORECASE), words) for pattern, words in _GROUPS)
+_COMPILED = tuple((re.compile(pattern, re.IGNORECASE), tuple(words.split())) for pattern, words in _GROUPS)
 
 
 def groups(text: str) -> list[tuple[str, ...]]:
     """The plain words of each phrase group ``text`` matches, one tuple per group."""
-    return [tuple(words.split()) for pattern, words in _COMPILED if pattern.search(text)]
+    return list(matched_groups(text))
 
 
 def plain_words(text: str) -> list[str]:
     """The plain words ``text``'s phrases stand for, in table order, without repeats."""
-    found: list[str] = []
-    for pattern, words in _COMPILED:
-        if pattern.search(text):
-            found.extend(w for w in words.split() if w not in found)
-    return found
+    return list(_plain_words(text))
 
 
+@memo(TEXTS)
 def expanded(text: str) -> str:
     """``text`` followed by the plain words its phrases stand for."""
-    words = plain_words(text)
+    words = _plain_words(text)
     return f"{text} {' '.join(words)}" if words else text
+
+
+# One search per group is the cost of reading a message (a combined pattern would miss groups whose
+# phrases overlap another's match), so each text is searched once and its groups kept.
+@memo(TEXTS)
+def matched_groups(text: str) -> tuple[tuple[str, ...], ...]:
+    """``groups(text)``, cached: the word tuples of the matching groups, in table order."""
+    return tuple(words for pattern, words in _COMPILED if pattern.search(text))
+
+
+@memo(TEXTS)
+def _plain_words(text: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(w for words in matched_groups(text) for w in words))

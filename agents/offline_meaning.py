@@ -12,6 +12,7 @@ closer than this agent (a margin); otherwise the agent keeps the conversation.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -19,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from handoff.agents.embeddings import OfflineEmbeddings
-from handoff.agents.offline_lexicon import expanded, groups
+from handoff.agents.offline_cache import DESCRIPTIONS, memo
+from handoff.agents.offline_lexicon import expanded, matched_groups
 from handoff.agents.offline_reading import Reading, description_of, hint, target_of
 
 HUMAN = "human"
@@ -47,24 +49,36 @@ def similarity(a: str, b: str) -> float:
 
 
 def words_of(line: str) -> list[str]:
-    return [w.strip().lower() for w in line.split(",") if w.strip()]
+    return list(hint_words(line))
 
 
-def hits(words: list[str], text: str) -> list[str]:
+@memo(DESCRIPTIONS)
+def hint_words(line: str) -> tuple[str, ...]:
+    """``words_of(line)``, cached: a hint line is read on every call of every turn."""
+    return tuple(w.strip().lower() for w in line.split(",") if w.strip())
+
+
+@memo(DESCRIPTIONS)
+def _word_start(word: str) -> re.Pattern[str]:
+    return re.compile(rf"\b{re.escape(word)}")
+
+
+def hits(words: Sequence[str], text: str) -> list[str]:
     """The hint words found in ``text`` (a word matches at a word start: "drop" finds "dropping")."""
     lowered = text.lower()
-    return [w for w in words if re.search(rf"\b{re.escape(w)}", lowered)]
+    return [w for w in words if _word_start(w).search(lowered)]
 
 
-def evidence(words: list[str], text: str) -> list[str]:
+def evidence(words: Sequence[str], text: str) -> list[str]:
     """The hint words ``text`` gives evidence for: each one it says, and for each phrase group it
     matches (agents/offline_lexicon.py) the first hint word of the group, so that one phrase counts
     once however many plain words it stands for ("hi" is one greeting, not hello + hours + address)."""
     found = hits(words, text)
-    for group in groups(text):
+    for group in matched_groups(text):
         if any(w in found for w in group):
             continue
-        extra = next((w for g in group for w in words if re.match(rf"{re.escape(w)}", g)), None)
+        # A hint word that begins the group's word (a literal prefix, as a pattern anchored at the start).
+        extra = next((w for g in group for w in words if g.startswith(w)), None)
         if extra is not None and extra not in found:
             found.append(extra)
     return found
@@ -91,7 +105,7 @@ def own_tools_for(reading: Reading, text: str) -> list[dict[str, Any]]:
     """This agent's tools whose "Use when:" words the message's plain words include."""
     plain = expanded(text)
     return [t for t in reading.own if t["name"] not in reading.called
-            and hits(words_of(hint(t, "Use when:")), plain)]
+            and hits(hint_words(hint(t, "Use when:")), plain)]
 
 
 def own_tool_by_meaning(reading: Reading, text: str, *, floor: float) -> dict[str, Any] | None:
@@ -124,8 +138,8 @@ def colleague_for(
     if not candidates or not text.strip():
         return None
     plain = expanded(text)
-    own_words = evidence(words_of(reading.topics), text)
-    scored = [(evidence(words_of(hint(t, "Topics:")), text), _closeness(plain, t), t) for t in candidates]
+    own_words = evidence(hint_words(reading.topics), text)
+    scored = [(evidence(hint_words(hint(t, "Topics:")), text), _closeness(plain, t), t) for t in candidates]
     best_words, closeness, tool = max(scored, key=lambda s: (len(s[0]), s[1]))
     if len(best_words) > len(own_words):
         return Choice(tool=tool, words=tuple(best_words), closeness=closeness, by="words")

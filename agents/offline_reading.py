@@ -14,6 +14,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 
+from handoff.agents.offline_cache import DESCRIPTIONS, memo
 from handoff.agents.prompt_markers import (
     BRIEFING_MARKER,
     CASE_FILE_MARKER,
@@ -24,6 +25,7 @@ from handoff.agents.prompt_markers import (
 from handoff.agents.tool_calling_fake import agent_of, system_text
 
 TRANSFER_PREFIX = "transfer_to_"
+_FIRST_SENTENCE_END = re.compile(r"(?<=\.)\s|\n|Use when:")
 HAND_TO = re.compile(r"^Hand the conversation to (?P<title>[^:]+):\s*(?P<description>.*?)(?:\s+Topics:.*)?$", re.S)
 
 
@@ -139,21 +141,37 @@ def target_of(tool: dict[str, Any]) -> str:
 
 def title_of(tool: dict[str, Any]) -> str:
     """The human title of a transfer tool's receiver ("Technical Specialist")."""
-    found = HAND_TO.match(tool.get("description", ""))
-    return found.group("title").strip() if found else target_of(tool).replace("_", " ").title()
+    title = _title(tool.get("description", ""))
+    return title if title is not None else target_of(tool).replace("_", " ").title()
 
 
 def description_of(tool: dict[str, Any]) -> str:
     """What a transfer tool's receiver handles, or an own tool's first sentence."""
-    text = tool.get("description", "")
-    found = HAND_TO.match(text)
-    if found:
-        return found.group("description").strip()
-    return re.split(r"(?<=\.)\s|\n|Use when:", text, maxsplit=1)[0].strip()
+    return _described(tool.get("description", ""))
 
 
 def hint(tool: dict[str, Any], marker: str) -> str:
-    return line_after(tool.get("description", ""), marker)
+    return _hint(tool.get("description", ""), marker)
+
+
+# A tool's description is the same string on every call of every turn: read once, keyed by its text.
+@memo(DESCRIPTIONS)
+def _title(description: str) -> str | None:
+    found = HAND_TO.match(description)
+    return found.group("title").strip() if found else None
+
+
+@memo(DESCRIPTIONS)
+def _described(description: str) -> str:
+    found = HAND_TO.match(description)
+    if found:
+        return found.group("description").strip()
+    return _FIRST_SENTENCE_END.split(description, maxsplit=1)[0].strip()
+
+
+@memo(DESCRIPTIONS)
+def _hint(description: str, marker: str) -> str:
+    return line_after(description, marker)
 
 
 def line_after(text: str, marker: str) -> str:
