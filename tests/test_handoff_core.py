@@ -5,19 +5,11 @@ from __future__ import annotations
 from handoff.agents.customer_service.back_office import BackOffice
 from handoff.agents.customer_service.specialists import BILLING, GENERAL, TECHNICAL
 from handoff.agents.scripted import ScriptedChatModel, calls, tool_call
-from tests.helpers import agents_in, support_session
-
-TECH_PAYLOAD = {"reason": "line keeps dropping", "summary": "evening drops",
-                "account_id": "ACC-1001", "symptoms": "drops every evening"}
+from tests.helpers import TECH_PAYLOAD, agents_in, support_session, technical_handoff
 
 
 def test_tool_trigger_hands_over_with_typed_payload() -> None:
-    model = ScriptedChatModel(scripts={
-        GENERAL: [calls(tool_call("transfer_to_technical_specialist", TECH_PAYLOAD))],
-        TECHNICAL: ["Looking at your line now."],
-    })
-    session = support_session(model)
-    result = session.send("My internet drops every evening, account ACC-1001")
+    _, _, result = technical_handoff()
 
     assert result.path == [GENERAL, "handoff_gate", TECHNICAL]
     assert result.active_agent == TECHNICAL

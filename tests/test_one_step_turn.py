@@ -21,10 +21,8 @@ from handoff.graphs.escalation import answer_escalation, pending_escalation
 from handoff.graphs.human import HUMAN, HumanAnswer
 from handoff.graphs.journal import Journal
 from handoff.graphs.session import HandoffSession
-from tests.helpers import compile_memory, support_session
+from tests.helpers import compile_memory, support_session, technical_handoff
 
-TECH_PAYLOAD = {"reason": "line keeps dropping", "summary": "evening drops",
-                "account_id": "ACC-1001", "symptoms": "drops every evening"}
 RETURN_RULE = KeywordTrigger(name="return_words", target="desk", reason="returns", keywords=("return",))
 
 
@@ -101,12 +99,7 @@ def test_a_turn_a_rule_hands_on_goes_through_intake_and_the_gate() -> None:
 
 
 def test_the_receiver_of_a_model_handoff_does_not_take_the_message_in_again() -> None:
-    model = ScriptedChatModel(scripts={
-        GENERAL: [calls(tool_call("transfer_to_technical_specialist", TECH_PAYLOAD))],
-        TECHNICAL: ["Looking at your line now."],
-    })
-    session = support_session(model)
-    result = session.send("My internet drops every evening, account ACC-1001")
+    session, _, result = technical_handoff()
 
     assert result.path == [GENERAL, "handoff_gate", TECHNICAL]
     values = session.graph.get_state(session.config).values
