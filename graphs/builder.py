@@ -15,8 +15,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START
-from langgraph.runtime import Runtime
+from langgraph.runtime import get_runtime
 
 from handoff.agents.models import make_chat_model, make_fallback_model
 from handoff.agents.spec import AgentSpec
@@ -199,11 +200,16 @@ def _after_agent(spec: AgentSpec):
     return route
 
 
-def _turn_router(rules: TurnRules) -> Callable[[HandoffState, Runtime], str]:
-    """START's branch, as a named function (its traced run is called ``route_turn``)."""
+def _turn_router(rules: TurnRules) -> Callable[[HandoffState, RunnableConfig], str]:
+    """START's branch, as a named function (its traced run is called ``route_turn``).
 
-    def route_turn(state: HandoffState, runtime: Runtime) -> str:
-        return rules.route(state, runtime)
+    It asks for the run's config, not its ``runtime``: LangGraph runs branches without a runtime when
+    a caller updates the state as START (Studio adding a user's message), and a branch that requires
+    one fails there. ``get_runtime()`` gives the run's runtime, or None outside a run.
+    """
+
+    def route_turn(state: HandoffState, config: RunnableConfig) -> str:
+        return rules.route(state, get_runtime())
 
     return route_turn
 

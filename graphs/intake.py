@@ -135,7 +135,7 @@ class TurnRules:
         active = state.get("active_agent") or self.default_agent
         return active if active in self.specs else self.default_agent
 
-    def fired(self, state: HandoffState, active: str, runtime: Runtime) -> HandoffRequest | None:
+    def fired(self, state: HandoffState, active: str, runtime: Runtime | None) -> HandoffRequest | None:
         """The first of ``active``'s triggers the arrived message fires (sentiment noted first)."""
         arrived = arrivals(state)
         if not arrived:
@@ -144,12 +144,13 @@ class TurnRules:
         case_file = dict(state.get("case_file") or {})
         if self.tracks_sentiment:
             case_file["sentiment"] = sentiment_of(text)
-        ctx = TriggerContext(source=active, message=text, case_file=case_file, context=runtime.context)
+        ctx = TriggerContext(source=active, message=text, case_file=case_file, context=runtime.context if runtime else None)
         return first_firing(self.specs[active].triggers, ctx)
 
-    def route(self, state: HandoffState, runtime: Runtime) -> str:
+    def route(self, state: HandoffState, runtime: Runtime | None) -> str:
         """START's branch: the active agent, unless a rule fires, a person answers, or an old thread
-        needs intake."""
+        needs intake. ``runtime`` is None when the branch runs outside a run (``update_state`` as
+        START, as Studio adds a user's message): the triggers then see no context."""
         active = self.active(state)
         if active in self.pausing or not awaits_intake(state):
             return RULE_FIRES
@@ -170,10 +171,10 @@ class TurnRules:
         return request if request is not None else self.fired(state, active, runtime)
 
     @staticmethod
-    def _key(state: HandoffState, active: str, runtime: Runtime) -> tuple[str, ...]:
+    def _key(state: HandoffState, active: str, runtime: Runtime | None) -> tuple[str, ...]:
         arrived = arrivals(state)
         last = arrived[-1] if arrived else None
-        return (thread_of(runtime), active, str(last.id if last else ""), str(last.content if last else ""))
+        return (thread_of(runtime) if runtime else "", active, str(last.id if last else ""), str(last.content if last else ""))
 
 
 def make_intake(rules: TurnRules) -> RunnableCallable:

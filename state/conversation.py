@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from langchain_core.messages import AnyMessage, HumanMessage
+from langchain_core.messages import AnyMessage, BaseMessage, HumanMessage, convert_to_messages
 from langgraph.channels.delta import DeltaChannel
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
@@ -28,7 +29,7 @@ def window_messages(left: list[AnyMessage], right: Any) -> list[AnyMessage]:
     Cutting only at a HumanMessage keeps every tool call next to its result. If
     the current turn alone is longer than the window, the whole turn is kept.
     """
-    merged = add_messages(left, right)
+    merged = add_messages(left, with_ids(left, right))
     if len(merged) <= MESSAGE_WINDOW:
         return merged
     human_at = [i for i, m in enumerate(merged) if isinstance(m, HumanMessage)]
@@ -38,17 +39,34 @@ def window_messages(left: list[AnyMessage], right: Any) -> list[AnyMessage]:
     return merged[start:]
 
 
-def window_batch(left: list[AnyMessage], writes: Sequence[Any]) -> list[AnyMessage]:
-    """``window_messages`` over a batch of writes, as LangGraph's ``DeltaChannel`` replays them.
+def with_ids(left: list[AnyMessage], right: Any) -> list[AnyMessage]:
+    """``right`` as messages, each without an id given one drawn from what precedes it.
 
-    The window only ever drops a prefix, and where it cuts depends on the end of the list alone, so
-    cutting after every write or once after all of them keeps the same messages: the batching
-    invariance ``DeltaChannel`` asks of its reducer (tests/test_delta_state.py checks it).
+    ``add_messages`` would draw a random id, and the window is rebuilt from its stored writes on every
+    read (a message written as text by ``update_state`` is stored as text): a random id would change
+    from one read to the next. The same window and the same write always give the same id.
     """
-    flat: list[Any] = []
+    items = right if isinstance(right, list) else [right]
+    if all(isinstance(m, BaseMessage) and m.id is not None for m in items):
+        return items  # what nodes write: nothing to convert or name
+    messages = convert_to_messages(items)
+    before = left[-1].id if left else ""
+    for position, message in enumerate(messages):
+        if message.id is None:
+            seed = f"{before}|{position}|{message.type}|{message.content}"
+            message.id = str(uuid.uuid5(uuid.NAMESPACE_URL, seed))
+    return messages
+
+
+def window_batch(left: list[AnyMessage], writes: Sequence[Any]) -> list[AnyMessage]:
+    """``window_messages`` over a batch of writes, as LangGraph's ``DeltaChannel`` replays them: one
+    write after another, each cut as the run cut it. So a batch gives the window the run had, however
+    the writes are grouped, with removals and reused ids too (the batching invariance ``DeltaChannel``
+    asks of its reducer; tests/test_delta_state.py and tests/test_delta_attacks.py check it)."""
+    window = left
     for write in writes:
-        flat.extend(write if isinstance(write, list) else [write])
-    return window_messages(left, flat)
+        window = window_messages(window, write)
+    return window
 
 
 def append_records(left: list[dict[str, Any]] | None, right: Any) -> list[dict[str, Any]]:
