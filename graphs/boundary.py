@@ -31,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -190,10 +189,6 @@ def _user_messages(raw: Any) -> list[HumanMessage]:
         if len(text) > MAX_MESSAGE_CHARS:
             raise InputRefused(f"{field}: {len(text)} characters; the limit is {MAX_MESSAGE_CHARS}")
         _check_message(message, field)
-        if message.id is None:
-            # The window is rebuilt from the stored writes (state/conversation.py's DeltaChannel), so a
-            # message needs its id in the write itself, not one the reducer draws anew on every read.
-            message.id = str(uuid.uuid4())
     return messages  # type: ignore[return-value]
 
 

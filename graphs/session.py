@@ -213,6 +213,8 @@ class HandoffSession:
         cached = self._records if len(self._records) <= count else []
         if cached and _record_at(window, count, len(cached) - 1) not in (None, cached[-1].request.id):
             cached = []  # the thread was rewound and took another branch
+        if len(window) == count:
+            cached = window  # the state's own window holds every record: nothing to read
         return journal, count, cached
 
 

@@ -47,7 +47,7 @@ from handoff.service.models import (
     TurnResponse,
 )
 from handoff.service.transcript import SentBefore, chat_messages, find_sent, pending_escalation
-from handoff.state import HandoffEvent, HandoffRecord, records_of
+from handoff.state import HandoffEvent
 
 log = logging.getLogger("handoff.service")
 
@@ -96,20 +96,16 @@ def config(thread_id: str) -> dict[str, Any]:
     return {"configurable": {"thread_id": thread_id}}
 
 
-def stream_options(*, tokens: bool) -> dict[str, Any]:
-    """``HandoffSession``'s stream options, which carry the state after each step (``values``): the last
-    one is the turn's outcome, so the result needs no second read of the checkpoint just written."""
-    return HandoffSession.TOKEN_STREAM if tokens else HandoffSession.STREAM
-
-
 async def stream_run(
     graph: CompiledStateGraph, graph_name: str, thread_id: str, graph_input: Any, lock: TurnLock,
     *, tokens: bool = False,
 ) -> AsyncIterator[Item]:
-    """The graph's ``(namespace, mode, chunk)`` stream for one run (``stream_options``), checking the
+    """The graph's ``(namespace, mode, chunk)`` stream for one run (``HandoffSession``'s stream options,
+    whose ``values`` make the last chunk the turn's outcome), checking the
     lock after every step; with the models' tokens (``messages``, subgraphs' too) when ``tokens``."""
     run_config = HandoffSession(graph, thread_id, graph_name=graph_name).config
-    stream = graph.astream(graph_input, run_config, **stream_options(tokens=tokens))
+    stream = graph.astream(graph_input, run_config,
+                           **(HandoffSession.TOKEN_STREAM if tokens else HandoffSession.STREAM))
     async for namespace, mode, chunk in aitems(stream, subgraphs=tokens):
         yield namespace, mode, chunk
         if mode == "updates" and not namespace:
@@ -273,16 +269,8 @@ async def turn_response(
         active_agent=values.get("active_agent"),
         messages=said,
         events=events,
-        handoffs=await all_records(graph, thread_id, values),
+        handoffs=await HandoffSession(graph, thread_id).arecords(values),
         case_file=values.get("case_file") or {},
         escalation=escalation,
     )
 
-
-async def all_records(graph: CompiledStateGraph, thread_id: str, values: dict[str, Any]) -> list[HandoffRecord]:
-    """Every handoff record of the thread as of ``values``: the state's own window when it still holds
-    all of them (a thread's first ``RECORD_WINDOW`` handoffs), otherwise read from the journal."""
-    window = values.get("handoffs") or []
-    if len(window) == values.get("handoff_count", 0):
-        return records_of(values)
-    return await HandoffSession(graph, thread_id).arecords(values)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 from langchain_core.messages import AnyMessage, BaseMessage, HumanMessage, convert_to_messages
@@ -58,17 +58,6 @@ def with_ids(left: list[AnyMessage], right: Any) -> list[AnyMessage]:
     return messages
 
 
-def window_batch(left: list[AnyMessage], writes: Sequence[Any]) -> list[AnyMessage]:
-    """``window_messages`` over a batch of writes, as LangGraph's ``DeltaChannel`` replays them: one
-    write after another, each cut as the run cut it. So a batch gives the window the run had, however
-    the writes are grouped, with removals and reused ids too (the batching invariance ``DeltaChannel``
-    asks of its reducer; tests/test_delta_state.py and tests/test_delta_attacks.py check it)."""
-    window = left
-    for write in writes:
-        window = window_messages(window, write)
-    return window
-
-
 def append_records(left: list[dict[str, Any]] | None, right: Any) -> list[dict[str, Any]]:
     """Reducer: append new records (as plain data, see state/handoff.py), keep the last RECORD_WINDOW."""
     new = right if isinstance(right, list) else ([] if right is None else [right])
@@ -76,14 +65,36 @@ def append_records(left: list[dict[str, Any]] | None, right: Any) -> list[dict[s
     return [*kept, *(plain_record(r) for r in new)][-RECORD_WINDOW:]
 
 
-def records_batch(left: list[dict[str, Any]] | None, writes: Sequence[Any]) -> list[dict[str, Any]]:
-    """``append_records`` over a batch of writes: the last RECORD_WINDOW of a concatenation is the same
-    cut once or after every write."""
-    flat: list[Any] = []
-    for write in writes:
-        flat.extend(write if isinstance(write, list) else ([] if write is None else [write]))
-    return append_records(left, flat)
+def merge_usage(
+    left: dict[str, dict[str, int]] | None, right: dict[str, dict[str, int]] | None
+) -> dict[str, dict[str, int]]:
+    """Reducer: add per-agent counters (model calls, prompt tokens)."""
+    merged = {k: dict(v) for k, v in (left or {}).items()}
+    for agent, counts in (right or {}).items():
+        slot = merged.setdefault(agent, {})
+        for name, value in counts.items():
+            slot[name] = slot.get(name, 0) + value
+    return merged
 
+
+def write_by_write(reducer: Callable[[Any, Any], Any]) -> Callable[[Any, Sequence[Any]], Any]:
+    """A ``DeltaChannel`` reducer from a pairwise one: the writes of a batch applied one after another,
+    as the run applied them. However LangGraph groups the writes when it replays them, the value is
+    the one the run had (the batching invariance ``DeltaChannel`` asks of its reducer), removals and
+    reused message ids included (tests/test_delta_state.py and tests/test_delta_attacks.py)."""
+
+    def replay(left: Any, writes: Sequence[Any]) -> Any:
+        for write in writes:
+            left = reducer(left, write)
+        return left
+
+    replay.__name__ = f"{reducer.__name__}_write_by_write"
+    return replay
+
+
+window_batch = write_by_write(window_messages)
+records_batch = write_by_write(append_records)
+usage_batch = write_by_write(merge_usage)
 
 DELTA_SNAPSHOT_EVERY = 8
 """Updates of a delta channel between full copies of it in a checkpoint. In between a checkpoint stores
@@ -100,30 +111,9 @@ RecentRecords = Annotated[list[dict[str, Any]], DeltaChannel(records_batch, snap
 """The recent handoff records as a delta channel. A turn's intake writes it once (an empty write when
 no handoff happens), so its snapshots come every few turns and a read never walks further back."""
 
-
-def usage_batch(left: dict[str, dict[str, int]] | None, writes: Sequence[Any]) -> dict[str, dict[str, int]]:
-    """``merge_usage`` over a batch of writes: sums are the same added at once or one by one."""
-    merged = left or {}
-    for write in writes:
-        merged = merge_usage(merged, write)
-    return merged
-
-
 AgentUsage = Annotated[dict[str, dict[str, int]], DeltaChannel(usage_batch, snapshot_frequency=DELTA_SNAPSHOT_EVERY)]
 """Per-agent counters as a delta channel: every model call adds to them, so they snapshot as often as
 the window."""
-
-
-def merge_usage(
-    left: dict[str, dict[str, int]] | None, right: dict[str, dict[str, int]] | None
-) -> dict[str, dict[str, int]]:
-    """Reducer: add per-agent counters (model calls, prompt tokens)."""
-    merged = {k: dict(v) for k, v in (left or {}).items()}
-    for agent, counts in (right or {}).items():
-        slot = merged.setdefault(agent, {})
-        for name, value in counts.items():
-            slot[name] = slot.get(name, 0) + value
-    return merged
 
 
 class HandoffState(TypedDict, total=False):
