@@ -71,7 +71,7 @@ def checkpoints(db: Path) -> int:
     if not db.exists():
         return 0
     with sqlite3.connect(db) as conn:
-        return int(conn.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0])
+        return int(conn.execute("SELECT COUNT(*) FROM handoff_checkpoints").fetchone()[0])
 
 
 def table(runs: list[Run], counts: list[int]) -> str:

@@ -1,36 +1,532 @@
-"""LangGraph's SQLite saver with channel versions that compress.
+"""A SQLite checkpointer with a compact schema: LangGraph's checkpoints and writes, fewer bytes each.
 
-``SqliteSaver`` numbers channel versions as a 32-digit counter plus a random fraction
-(``00000000000000000000000000000042.0.7315...``), the format of the savers that key stored channel
-values by version. The SQLite saver stores every value inside its checkpoint and keys nothing by
-version, so the random half only costs bytes: a checkpoint lists a version for every channel and
-every node's view of them, some forty numbers, and random digits do not compress.
+LangGraph's ``SqliteSaver`` stores one ``writes`` row per channel a task wrote, each repeating
+the thread id, the checkpoint's and the task's UUIDs as 36-character text, the task path and
+the type tag: on the benchmark's conversation those keys were 70% of the table's bytes (twelve
+rows a turn). This saver keeps the same data in a smaller shape (``SCHEMA``):
 
-This saver keeps the counter and drops the fraction. The versions stay strings in LangGraph's own
-format, ordered the same way (a counter without a fraction sorts before the same counter with one,
-and after every smaller counter), so LangGraph's stock ``SqliteSaver`` and ``AsyncSqliteSaver`` (the
-service's) can continue a thread this saver began, and the other way round.
+- a thread is named once, in ``handoff_threads``; rows refer to it by a small integer;
+- checkpoint and task ids are UUIDs, stored as their 16 bytes (ids that are not UUIDs as text);
+- a task's writes are one row: ``[task_path, [[idx, channel, value], ...]]`` serialized and
+  compressed together by the checkpoint serializer, so the channel names and small values
+  share one compressed blob instead of a row each;
+- the type tag travels in front of its blob; the checkpoint's own id is not repeated inside it;
+  metadata goes through the serializer too (msgpack) instead of JSON text;
+- channel versions of a new thread are integers, LangGraph's default kind.
+
+Everything else is LangGraph's contract: ``put_writes`` keeps ``SqliteSaver``'s semantics (a
+write at an index already stored is kept, except LangGraph's special channels, which replace),
+pending writes come back in ``writes_sort_key`` order, and ``get_delta_channel_history`` walks
+the parent chain in two queries like ``SqliteSaver``'s. The async methods run the same code in a
+worker thread, so the service uses this saver too and both read the same file.
+
+A file written by ``SqliteSaver`` (this project before, or any LangGraph user) is moved into
+these tables the first time this saver opens it, in one transaction: its blobs stay as they
+were (the serializer still reads every earlier codec) and its threads go on with the string
+versions they began with.
 """
 
 from __future__ import annotations
 
-from langgraph.checkpoint.sqlite import SqliteSaver
+import asyncio
+import json
+import sqlite3
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    DeltaChannelHistory,
+    PendingWrite,
+    get_checkpoint_id,
+    get_checkpoint_metadata,
+    writes_sort_key,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS handoff_threads (
+    id INTEGER PRIMARY KEY,
+    thread_id TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS handoff_checkpoints (
+    thread INTEGER NOT NULL,
+    ns TEXT NOT NULL DEFAULT '',
+    id BLOB NOT NULL,
+    parent BLOB,
+    checkpoint BLOB NOT NULL,
+    metadata BLOB NOT NULL,
+    PRIMARY KEY (thread, ns, id)
+);
+CREATE TABLE IF NOT EXISTS handoff_writes (
+    thread INTEGER NOT NULL,
+    ns TEXT NOT NULL DEFAULT '',
+    checkpoint BLOB NOT NULL,
+    task BLOB NOT NULL,
+    writes BLOB NOT NULL,
+    PRIMARY KEY (thread, ns, checkpoint, task)
+);
+"""
+
+STAGE1_SQL = (
+    # Follows parent links, not id order (ids are monotonic only within one process); CROSS JOIN
+    # keeps the walk outermost, one primary-key lookup a step (as LangGraph's SqliteSaver does).
+    "WITH RECURSIVE chain(id, parent, checkpoint) AS ("
+    "SELECT id, parent, checkpoint FROM handoff_checkpoints WHERE thread = ? AND ns = ? AND id = ? "
+    "UNION ALL SELECT c.id, c.parent, c.checkpoint FROM chain a CROSS JOIN handoff_checkpoints c "
+    "ON c.id = a.parent WHERE c.thread = ? AND c.ns = ?) "
+    "SELECT id, checkpoint FROM chain"
+)
+
+THREAD_CACHE = 4096
+"""Thread ids whose row numbers are kept in memory. A thread's row is never deleted (deleting a
+thread deletes its checkpoints and writes), so a remembered number stays right in every process."""
 
 
-def next_version(current: str | int | None) -> str:
-    """The version after ``current``: the next counter, zero-padded to 32 digits like LangGraph's."""
-    if current is None:
-        counter = 0
-    elif isinstance(current, int):
-        counter = current
-    else:
-        counter = int(current.split(".")[0])
-    return f"{counter + 1:032}"
+def id_key(value: str) -> bytes | str:
+    """A checkpoint or task id as stored: a UUID's 16 bytes, any other id as its text.
+
+    Byte order is the order of the UUID's hex text, so ``ORDER BY id`` and ``id < ?`` keep
+    LangGraph's id order (its ids are time-ordered UUIDs)."""
+    try:
+        parsed = uuid.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        return value
+    return parsed.bytes if str(parsed) == value else value
 
 
-class CompactSqliteSaver(SqliteSaver):
-    """``SqliteSaver`` whose channel versions carry no random digits."""
+def id_text(value: bytes | str) -> str:
+    """The id an ``id_key`` stored."""
+    return str(uuid.UUID(bytes=value)) if isinstance(value, bytes) else value
 
-    def get_next_version(self, current: str | int | None, channel: None) -> str:  # type: ignore[override]
-        """The next version: the counter only (see the module's note)."""
+
+def pack(typed: tuple[str, bytes]) -> bytes:
+    """A serializer's ``(type, bytes)`` as one blob: the type's name, a NUL, the bytes."""
+    return typed[0].encode() + b"\0" + bytes(typed[1])
+
+
+def unpack(blob: bytes) -> tuple[str, bytes]:
+    """The ``(type, bytes)`` that ``pack`` joined."""
+    cut = blob.index(b"\0")
+    return blob[:cut].decode(), blob[cut + 1:]
+
+
+def next_version(current: str | int | None) -> str | int:
+    """The version after ``current``.
+
+    A thread begun here counts in integers. A thread begun by LangGraph's stock savers has
+    32-digit strings (with random digits after a dot); it goes on in strings, the counter only,
+    as LangGraph compares a thread's versions with each other and takes their ``max``."""
+    if isinstance(current, str):
+        return f"{int(current.split('.')[0]) + 1:032}"
+    return (current or 0) + 1
+
+
+class CompactSqliteSaver(BaseCheckpointSaver[str | int]):
+    """LangGraph's checkpointer contract on SQLite, in the compact schema of this module's note.
+
+    Args:
+        conn: A connection opened with ``check_same_thread=False`` (the saver serialises its use
+            with a lock); in autocommit mode (``isolation_level=None``) as ``open_persistence``
+            opens it, or in Python's default mode.
+        serde: The checkpoint serializer.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, *, serde: SerializerProtocol | None = None) -> None:
+        super().__init__(serde=serde)
+        self.conn = conn
+        self.lock = threading.RLock()
+        self.is_setup = False
+        self._threads: dict[str, int] = {}
+
+    # -- set-up and connection ---------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Create the tables, and move a stock ``SqliteSaver``'s rows into them (once)."""
+        with self.lock:
+            if self.is_setup:
+                return
+            self.conn.executescript(SCHEMA)
+            if self._has_table("checkpoints"):
+                with self._transaction() as cur:
+                    if self._has_table("checkpoints"):  # another process may have moved them meanwhile
+                        self._adopt_stock_tables(cur)
+            self.is_setup = True
+
+    @contextmanager
+    def cursor(self) -> Iterator[sqlite3.Cursor]:
+        """A cursor under the saver's lock, after set-up."""
+        with self.lock:
+            self.setup()
+            cur = self.conn.cursor()
+            try:
+                yield cur
+            finally:
+                cur.close()
+                if self.conn.in_transaction and self.conn.isolation_level is not None:
+                    self.conn.commit()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Cursor]:
+        """Several statements as one: taken with the write lock first, so a second process waits."""
+        with self.lock:
+            if self.conn.in_transaction:
+                self.conn.commit()
+            cur = self.conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+            except BaseException:
+                self.conn.rollback()
+                raise
+            else:
+                self.conn.commit()
+            finally:
+                cur.close()
+
+    def _has_table(self, name: str) -> bool:
+        row = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+        return row is not None
+
+    def _thread(self, cur: sqlite3.Cursor, thread_id: str, *, create: bool) -> int | None:
+        """The row number of ``thread_id``; made when ``create`` and new, else None when unknown."""
+        if (known := self._threads.get(thread_id)) is not None:
+            return known
+        if create:
+            cur.execute("INSERT OR IGNORE INTO handoff_threads (thread_id) VALUES (?)", (thread_id,))
+        row = cur.execute("SELECT id FROM handoff_threads WHERE thread_id = ?", (thread_id,)).fetchone()
+        if row is None:
+            return None
+        if len(self._threads) >= THREAD_CACHE:
+            self._threads.clear()
+        self._threads[thread_id] = int(row[0])
+        return int(row[0])
+
+    # -- serialization -----------------------------------------------------------------------
+
+    def _dump_checkpoint(self, checkpoint: Checkpoint) -> bytes:
+        body = {k: v for k, v in checkpoint.items() if k != "id"}  # the row's id column holds it
+        return pack(self.serde.dumps_typed(body))
+
+    def _load_checkpoint(self, blob: bytes, checkpoint_id: str) -> Checkpoint:
+        loaded = self.serde.loads_typed(unpack(blob))
+        loaded["id"] = checkpoint_id
+        return loaded
+
+    def _dump_writes(self, task_path: str, entries: list[list[Any]]) -> bytes:
+        return pack(self.serde.dumps_typed([task_path, entries]))
+
+    def _load_writes(self, blob: bytes) -> tuple[str, list[list[Any]]]:
+        task_path, entries = self.serde.loads_typed(unpack(blob))
+        return task_path, entries
+
+    def _entry(self, idx: int, channel: str, value: Any) -> list[Any]:
+        if isinstance(value, bytearray):  # msgpack would give it back as bytes: keep it typed
+            return [idx, channel, *self.serde.dumps_typed(value)]
+        return [idx, channel, value]
+
+    def _value(self, entry: list[Any]) -> Any:
+        return self.serde.loads_typed((entry[2], entry[3])) if len(entry) == 4 else entry[2]
+
+    def _pending(self, rows: Sequence[tuple[bytes | str, bytes]]) -> list[PendingWrite]:
+        """Pending writes of one checkpoint's task rows, in ``writes_sort_key`` order."""
+        keyed: list[tuple[tuple[str, str, int], PendingWrite]] = []
+        for task_key, blob in rows:
+            task_id = id_text(task_key)
+            task_path, entries = self._load_writes(blob)
+            for entry in entries:
+                keyed.append((writes_sort_key(task_path, task_id, entry[0]),
+                              (task_id, entry[1], self._value(entry))))
+        keyed.sort(key=lambda item: item[0])
+        return [write for _, write in keyed]
+
+    def _tuple(self, cur: sqlite3.Cursor, thread_id: str, thread: int, ns: str, row: tuple[Any, ...]) -> CheckpointTuple:
+        key, parent, blob, metadata = row
+        checkpoint_id = id_text(key)
+        writes = cur.execute(
+            "SELECT task, writes FROM handoff_writes WHERE thread = ? AND ns = ? AND checkpoint = ?",
+            (thread, ns, key)).fetchall()
+        return CheckpointTuple(
+            {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint_id}},
+            self._load_checkpoint(blob, checkpoint_id),
+            self.serde.loads_typed(unpack(metadata)),
+            ({"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": id_text(parent)}}
+             if parent is not None else None),
+            self._pending(writes),
+        )
+
+    # -- LangGraph's checkpointer contract ---------------------------------------------------
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """The checkpoint ``config`` names, or the thread's latest, with its pending writes."""
+        conf = config["configurable"]
+        thread_id, ns = str(conf["thread_id"]), conf.get("checkpoint_ns", "")
+        with self.cursor() as cur:
+            thread = self._thread(cur, thread_id, create=False)
+            if thread is None:
+                return None
+            if checkpoint_id := get_checkpoint_id(config):
+                row = cur.execute(
+                    "SELECT id, parent, checkpoint, metadata FROM handoff_checkpoints "
+                    "WHERE thread = ? AND ns = ? AND id = ?", (thread, ns, id_key(checkpoint_id))).fetchone()
+            else:
+                row = cur.execute(
+                    "SELECT id, parent, checkpoint, metadata FROM handoff_checkpoints "
+                    "WHERE thread = ? AND ns = ? ORDER BY id DESC LIMIT 1", (thread, ns)).fetchone()
+            return None if row is None else self._tuple(cur, thread_id, thread, ns, row)
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        """Checkpoints newest first, as ``SqliteSaver.list`` gives them (metadata filtered by equality)."""
+        wheres: list[str] = []
+        params: list[Any] = []
+        if config is not None:
+            conf = config["configurable"]
+            with self.cursor() as cur:
+                thread = self._thread(cur, str(conf["thread_id"]), create=False)
+            if thread is None:
+                return
+            wheres.append("c.thread = ?")
+            params.append(thread)
+            if (ns := conf.get("checkpoint_ns")) is not None:
+                wheres.append("c.ns = ?")
+                params.append(ns)
+            if checkpoint_id := get_checkpoint_id(config):
+                wheres.append("c.id = ?")
+                params.append(id_key(checkpoint_id))
+        if before is not None and (before_id := get_checkpoint_id(before)):
+            wheres.append("c.id < ?")
+            params.append(id_key(before_id))
+        query = ("SELECT t.thread_id, c.thread, c.ns, c.id, c.parent, c.checkpoint, c.metadata "
+                 "FROM handoff_checkpoints c JOIN handoff_threads t ON t.id = c.thread"
+                 + (" WHERE " + " AND ".join(wheres) if wheres else "") + " ORDER BY c.id DESC")
+        if limit is not None and not filter:
+            query += " LIMIT ?"
+            params.append(limit)
+        with self.cursor() as cur:
+            rows = cur.execute(query, params).fetchall()
+        given = 0
+        for thread_id, thread, ns, *row in rows:
+            if limit is not None and given >= limit:
+                return
+            if filter:
+                metadata = self.serde.loads_typed(unpack(row[3]))
+                if any(metadata.get(k) != v for k, v in filter.items()):
+                    continue
+            with self.cursor() as cur:
+                found = self._tuple(cur, thread_id, thread, ns, tuple(row))
+            given += 1
+            yield found
+
+    def put(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
+            new_versions: ChannelVersions) -> RunnableConfig:
+        """Store ``checkpoint`` as the child of the one ``config`` names."""
+        conf = config["configurable"]
+        thread_id, ns = str(conf["thread_id"]), conf.get("checkpoint_ns", "")
+        parent = conf.get("checkpoint_id")
+        blob = self._dump_checkpoint(checkpoint)
+        meta = pack(self.serde.dumps_typed(get_checkpoint_metadata(config, metadata)))
+        with self.cursor() as cur:
+            thread = self._thread(cur, thread_id, create=True)
+            cur.execute(
+                "INSERT OR REPLACE INTO handoff_checkpoints (thread, ns, id, parent, checkpoint, metadata) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (thread, ns, id_key(checkpoint["id"]), id_key(parent) if parent else None, blob, meta))
+        return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
+
+    def put_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
+                   task_path: str = "") -> None:
+        """Store a task's writes as one row, merged into the row it already has.
+
+        As in ``SqliteSaver``: a write at an index the task already stored is kept, unless every
+        write of the call goes to one of LangGraph's special channels (errors, interrupts,
+        resumes), which replace."""
+        if not writes:
+            return
+        conf = config["configurable"]
+        thread_id, ns = str(conf["thread_id"]), str(conf.get("checkpoint_ns", ""))
+        checkpoint, task = id_key(str(conf["checkpoint_id"])), id_key(task_id)
+        entries = [self._entry(WRITES_IDX_MAP.get(channel, idx), channel, value)
+                   for idx, (channel, value) in enumerate(writes)]
+        replace = all(channel in WRITES_IDX_MAP for channel, _ in writes)
+        with self.cursor() as cur:
+            thread = self._thread(cur, thread_id, create=True)
+            cur.execute(
+                "INSERT INTO handoff_writes (thread, ns, checkpoint, task, writes) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING", (thread, ns, checkpoint, task, self._dump_writes(task_path, entries)))
+            if cur.rowcount == 1:
+                return
+        with self._transaction() as cur:  # the task stored writes before: merge under the write lock
+            row = cur.execute(
+                "SELECT writes FROM handoff_writes WHERE thread = ? AND ns = ? AND checkpoint = ? AND task = ?",
+                (thread, ns, checkpoint, task)).fetchone()
+            stored_path, stored = self._load_writes(row[0])
+            by_idx = {entry[0]: entry for entry in stored}
+            for entry in entries:
+                if replace or entry[0] not in by_idx:
+                    by_idx[entry[0]] = entry
+            merged = sorted(by_idx.values(), key=lambda entry: entry[0])
+            cur.execute(
+                "UPDATE handoff_writes SET writes = ? WHERE thread = ? AND ns = ? AND checkpoint = ? AND task = ?",
+                (self._dump_writes(stored_path or task_path, merged), thread, ns, checkpoint, task))
+
+    def delete_thread(self, thread_id: str) -> None:
+        """Delete every checkpoint and write of ``thread_id``."""
+        with self._transaction() as cur:
+            thread = self._thread(cur, str(thread_id), create=False)
+            if thread is None:
+                return
+            cur.execute("DELETE FROM handoff_checkpoints WHERE thread = ?", (thread,))
+            cur.execute("DELETE FROM handoff_writes WHERE thread = ?", (thread,))
+
+    def get_next_version(self, current: str | int | None, channel: None) -> str | int:  # type: ignore[override]
+        """The next version (see ``next_version``)."""
         return next_version(current)
+
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        """LangGraph's parent-chain walk for delta channels, in two queries.
+
+        The first streams the target's ancestors nearest first and stops at the one whose
+        values hold every channel (the seed); the second reads the chain's task rows at once."""
+        if not channels:
+            return {}
+        channels = list(channels)
+        conf = config["configurable"]
+        thread_id, ns = str(conf["thread_id"]), conf.get("checkpoint_ns", "")
+        checkpoint_id = get_checkpoint_id(config)
+        if not checkpoint_id:
+            target = self.get_tuple(config)
+            if target is None:
+                return {ch: {"writes": []} for ch in channels}
+            checkpoint_id = target.config["configurable"]["checkpoint_id"]
+        target_key = id_key(checkpoint_id)
+        chain: dict[str, list[bytes | str]] = {ch: [] for ch in channels}
+        seeds: dict[str, Any] = {}
+        with self.cursor() as cur:
+            thread = self._thread(cur, thread_id, create=False)
+            if thread is None:
+                return {ch: {"writes": []} for ch in channels}
+            active = set(channels)
+            walked: set[bytes | str] = set()
+            for key, blob in cur.execute(STAGE1_SQL, (thread, ns, target_key, thread, ns)):
+                if key == target_key and not walked:
+                    walked.add(key)  # the target's own writes and values are not part of its history
+                    continue
+                if key in walked or not active:
+                    break
+                walked.add(key)
+                for ch in active:
+                    chain[ch].append(key)
+                values = self.serde.loads_typed(unpack(blob)).get("channel_values") or {}
+                for ch in [ch for ch in active if ch in values]:
+                    seeds[ch] = values[ch]
+                    active.discard(ch)
+                if not active:
+                    break
+            wanted = sorted({key for keys in chain.values() for key in keys}, key=repr)
+            by_checkpoint: dict[bytes | str, list[tuple[bytes | str, bytes]]] = {}
+            for start in range(0, len(wanted), 500):  # SQLite's bound-parameter limit
+                part = wanted[start:start + 500]
+                for key, task, blob in cur.execute(
+                        "SELECT checkpoint, task, writes FROM handoff_writes WHERE thread = ? AND ns = ? "
+                        f"AND checkpoint IN ({','.join('?' * len(part))})", (thread, ns, *part)):
+                    by_checkpoint.setdefault(key, []).append((task, blob))
+        pending = {key: self._pending(rows) for key, rows in by_checkpoint.items()}
+        result: dict[str, DeltaChannelHistory] = {}
+        for ch in channels:
+            writes = [w for key in reversed(chain[ch]) for w in pending.get(key, []) if w[1] == ch]
+            entry: DeltaChannelHistory = {"writes": writes}
+            if ch in seeds:
+                entry["seed"] = seeds[ch]
+            result[ch] = entry
+        return result
+
+    def latest(self, limit: int) -> list[tuple[str, str]]:
+        """``(thread_id, latest checkpoint id)`` of the most recently active threads, newest first."""
+        with self.cursor() as cur:
+            rows = cur.execute(
+                "SELECT t.thread_id, MAX(c.id) AS latest FROM handoff_checkpoints c "
+                "JOIN handoff_threads t ON t.id = c.thread WHERE c.ns = '' "
+                "GROUP BY c.thread ORDER BY latest DESC LIMIT ?", (limit,)).fetchall()
+        return [(str(thread_id), id_text(key)) for thread_id, key in rows]
+
+    # -- async: the same work in a worker thread --------------------------------------------
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await asyncio.to_thread(self.get_tuple, config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        found = await asyncio.to_thread(lambda: list(self.list(config, filter=filter, before=before, limit=limit)))
+        for item in found:
+            yield item
+
+    async def aput(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
+                   new_versions: ChannelVersions) -> RunnableConfig:
+        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
+                          task_path: str = "") -> None:
+        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await asyncio.to_thread(self.delete_thread, thread_id)
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return await asyncio.to_thread(lambda: self.get_delta_channel_history(config=config, channels=channels))
+
+    # -- files a stock SqliteSaver wrote -------------------------------------------------------
+
+    def _adopt_stock_tables(self, cur: sqlite3.Cursor) -> None:
+        """Move ``SqliteSaver``'s ``checkpoints`` and ``writes`` rows into this schema, then drop them."""
+        for thread_id, ns, checkpoint_id, parent, type_, blob, metadata in cur.execute(
+                "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata "
+                "FROM checkpoints").fetchall():
+            thread = self._thread(cur, str(thread_id), create=True)
+            loaded = json.loads(metadata) if metadata is not None else {}
+            cur.execute(
+                "INSERT OR REPLACE INTO handoff_checkpoints (thread, ns, id, parent, checkpoint, metadata) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (thread, ns, id_key(checkpoint_id), id_key(parent) if parent else None,
+                 pack((type_, blob)), pack(self.serde.dumps_typed(loaded))))
+        if self._has_table("writes"):
+            groups: dict[tuple[str, str, str, str], tuple[str, list[list[Any]]]] = {}
+            columns = {row[1] for row in cur.execute("PRAGMA table_info(writes)")}
+            path = "task_path" if "task_path" in columns else "''"
+            for thread_id, ns, checkpoint_id, task_id, task_path, idx, channel, type_, value in cur.execute(
+                    f"SELECT thread_id, checkpoint_ns, checkpoint_id, task_id, {path}, idx, channel, type, value "
+                    "FROM writes ORDER BY idx").fetchall():
+                group = groups.setdefault((str(thread_id), ns, checkpoint_id, task_id), (task_path, []))
+                group[1].append(self._entry(idx, channel, self.serde.loads_typed((type_, value))))
+            for (thread_id, ns, checkpoint_id, task_id), (task_path, entries) in groups.items():
+                cur.execute(
+                    "INSERT OR REPLACE INTO handoff_writes (thread, ns, checkpoint, task, writes) VALUES (?, ?, ?, ?, ?)",
+                    (self._thread(cur, thread_id, create=True), ns, id_key(checkpoint_id), id_key(task_id),
+                     self._dump_writes(task_path, entries)))
+            cur.execute("DROP TABLE writes")
+        cur.execute("DROP TABLE checkpoints")

@@ -2,7 +2,7 @@
 
 The service runs its graphs with ``astream`` on the event loop, so it needs
 the async savers and stores: ``InMemorySaver``/``InMemoryStore`` (memory),
-``AsyncSqliteSaver``/``AsyncSqliteStore`` (SQLite, one worker) and
+``CompactSqliteSaver``/``AsyncSqliteStore`` (SQLite, one worker) and
 ``AsyncPostgresSaver``/``AsyncPostgresStore`` (PostgreSQL, many workers).
 
 ``handoff.graphs.persistence.open_persistence`` gives the CLI one connection each. A
@@ -71,21 +71,23 @@ async def open_service_persistence(url: str) -> AsyncIterator[Persistence]:
 @asynccontextmanager
 async def _sqlite(url: str) -> AsyncIterator[Persistence]:
     import aiosqlite
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
+    from handoff.graphs.persistence import sqlite_connect
+    from handoff.graphs.sqlite_saver import CompactSqliteSaver
     from handoff.service.sqlite_store import ImmediateSqliteStore
 
     path = sqlite_path(url)
     async with AsyncExitStack() as stack:
         try:
-            conn = await stack.enter_async_context(aiosqlite.connect(str(path), isolation_level=None))
+            # the CLI's saver and schema; its async methods run in a worker thread
+            conn = await asyncio.to_thread(sqlite_connect, path)
+            stack.callback(conn.close)
+            saver = CompactSqliteSaver(conn, serde=serializer())
+            await asyncio.to_thread(saver.setup)
             store_conn = await stack.enter_async_context(aiosqlite.connect(str(path), isolation_level=None))
-            for connection in (conn, store_conn):
-                for pragma in SQLITE_PRAGMAS:
-                    # closed at once: an unread result would keep its statement, and a lock, open
-                    await (await connection.execute(pragma)).close()
-            saver = AsyncSqliteSaver(conn, serde=serializer())
-            await saver.setup()
+            for pragma in SQLITE_PRAGMAS:
+                # closed at once: an unread result would keep its statement, and a lock, open
+                await (await store_conn.execute(pragma)).close()
             store = ImmediateSqliteStore(store_conn)
             await store.setup()
         except (OSError, sqlite3.Error) as exc:

@@ -3,7 +3,6 @@ rebuilds the same window, on SQLite and on PostgreSQL, and the reducer is batchi
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +17,7 @@ from langgraph.graph.state import CompiledStateGraph
 
 from handoff.agents.customer_service.back_office import BackOffice
 from handoff.graphs.customer_service import build_customer_service_graph
-from handoff.graphs.persistence import open_persistence, serializer
+from handoff.graphs.persistence import open_persistence
 from handoff.monitoring.replay import fork
 from handoff.monitoring.report import conversation_report
 from handoff.state.conversation import DELTA_SNAPSHOT_EVERY, MESSAGE_WINDOW, window_batch, window_messages
@@ -96,11 +95,10 @@ def test_a_reopened_database_rebuilds_the_window_the_last_turn_ended_with(backen
 def test_most_checkpoints_store_no_copy_of_the_window(tmp_path: Path) -> None:
     db = tmp_path / "delta.sqlite"
     _play(f"sqlite:///{db}", "counted")
-    serde = serializer()
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT type, checkpoint FROM checkpoints").fetchall()
-    holding = sum(1 for typ, blob in rows if "messages" in serde.loads_typed((typ, blob))["channel_values"])
-    assert 0 < holding <= len(rows) / (DELTA_SNAPSHOT_EVERY / 4), (holding, len(rows))
+    with open_persistence(f"sqlite:///{db}") as persistence:
+        stored = list(persistence.checkpointer.list({"configurable": {"thread_id": "counted"}}))
+    holding = sum(1 for item in stored if "messages" in item.checkpoint["channel_values"])
+    assert 0 < holding <= len(stored) / (DELTA_SNAPSHOT_EVERY / 4), (holding, len(stored))
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])

@@ -28,8 +28,8 @@ def checkpoint_bytes(db: Path) -> int:
     """Bytes the SQLite saver holds: checkpoint blobs, their metadata and pending writes."""
     with sqlite3.connect(str(db)) as conn:
         checkpoints = conn.execute(
-            "SELECT COALESCE(SUM(LENGTH(checkpoint) + LENGTH(metadata)), 0) FROM checkpoints").fetchone()[0]
-        writes = conn.execute("SELECT COALESCE(SUM(LENGTH(value)), 0) FROM writes").fetchone()[0]
+            "SELECT COALESCE(SUM(LENGTH(checkpoint) + LENGTH(metadata)), 0) FROM handoff_checkpoints").fetchone()[0]
+        writes = conn.execute("SELECT COALESCE(SUM(LENGTH(writes)), 0) FROM handoff_writes").fetchone()[0]
     return int(checkpoints + writes)
 
 
