@@ -10,8 +10,8 @@ rows a turn). This saver keeps the same data in a smaller shape (``SCHEMA``):
 - a task's writes are one row: ``[task_path, [[idx, channel, value], ...]]`` serialized and
   compressed together by the checkpoint serializer, so the channel names and small values
   share one compressed blob instead of a row each;
-- the type tag travels in front of its blob; the checkpoint's own id is not repeated inside it;
-  metadata goes through the serializer too (msgpack) instead of JSON text;
+- a checkpoint and its metadata are one blob, compressed together (metadata is no JSON text
+  of its own); the checkpoint's id is not repeated inside it; the type tag travels in front;
 - channel versions of a new thread are integers, LangGraph's default kind.
 
 Everything else is LangGraph's contract: ``put_writes`` keeps ``SqliteSaver``'s semantics (a
@@ -64,7 +64,6 @@ CREATE TABLE IF NOT EXISTS handoff_checkpoints (
     id BLOB NOT NULL,
     parent BLOB,
     checkpoint BLOB NOT NULL,
-    metadata BLOB NOT NULL,
     PRIMARY KEY (thread, ns, id)
 );
 CREATE TABLE IF NOT EXISTS handoff_writes (
@@ -213,14 +212,14 @@ class CompactSqliteSaver(BaseCheckpointSaver[str | int]):
 
     # -- serialization -----------------------------------------------------------------------
 
-    def _dump_checkpoint(self, checkpoint: Checkpoint) -> bytes:
+    def _dump_checkpoint(self, checkpoint: Checkpoint, metadata: CheckpointMetadata) -> bytes:
         body = {k: v for k, v in checkpoint.items() if k != "id"}  # the row's id column holds it
-        return pack(self.serde.dumps_typed(body))
+        return pack(self.serde.dumps_typed([body, metadata]))
 
-    def _load_checkpoint(self, blob: bytes, checkpoint_id: str) -> Checkpoint:
-        loaded = self.serde.loads_typed(unpack(blob))
-        loaded["id"] = checkpoint_id
-        return loaded
+    def _load_checkpoint(self, blob: bytes, checkpoint_id: str) -> tuple[Checkpoint, CheckpointMetadata]:
+        body, metadata = self.serde.loads_typed(unpack(blob))
+        body["id"] = checkpoint_id
+        return body, metadata
 
     def _dump_writes(self, task_path: str, entries: list[list[Any]]) -> bytes:
         return pack(self.serde.dumps_typed([task_path, entries]))
@@ -250,15 +249,16 @@ class CompactSqliteSaver(BaseCheckpointSaver[str | int]):
         return [write for _, write in keyed]
 
     def _tuple(self, cur: sqlite3.Cursor, thread_id: str, thread: int, ns: str, row: tuple[Any, ...]) -> CheckpointTuple:
-        key, parent, blob, metadata = row
+        key, parent, blob = row
         checkpoint_id = id_text(key)
+        checkpoint, metadata = self._load_checkpoint(blob, checkpoint_id)
         writes = cur.execute(
             "SELECT task, writes FROM handoff_writes WHERE thread = ? AND ns = ? AND checkpoint = ?",
             (thread, ns, key)).fetchall()
         return CheckpointTuple(
             {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint_id}},
-            self._load_checkpoint(blob, checkpoint_id),
-            self.serde.loads_typed(unpack(metadata)),
+            checkpoint,
+            metadata,
             ({"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": id_text(parent)}}
              if parent is not None else None),
             self._pending(writes),
@@ -276,11 +276,11 @@ class CompactSqliteSaver(BaseCheckpointSaver[str | int]):
                 return None
             if checkpoint_id := get_checkpoint_id(config):
                 row = cur.execute(
-                    "SELECT id, parent, checkpoint, metadata FROM handoff_checkpoints "
+                    "SELECT id, parent, checkpoint FROM handoff_checkpoints "
                     "WHERE thread = ? AND ns = ? AND id = ?", (thread, ns, id_key(checkpoint_id))).fetchone()
             else:
                 row = cur.execute(
-                    "SELECT id, parent, checkpoint, metadata FROM handoff_checkpoints "
+                    "SELECT id, parent, checkpoint FROM handoff_checkpoints "
                     "WHERE thread = ? AND ns = ? ORDER BY id DESC LIMIT 1", (thread, ns)).fetchone()
             return None if row is None else self._tuple(cur, thread_id, thread, ns, row)
 
@@ -312,7 +312,7 @@ class CompactSqliteSaver(BaseCheckpointSaver[str | int]):
         if before is not None and (before_id := get_checkpoint_id(before)):
             wheres.append("c.id < ?")
             params.append(id_key(before_id))
-        query = ("SELECT t.thread_id, c.thread, c.ns, c.id, c.parent, c.checkpoint, c.metadata "
+        query = ("SELECT t.thread_id, c.thread, c.ns, c.id, c.parent, c.checkpoint "
                  "FROM handoff_checkpoints c JOIN handoff_threads t ON t.id = c.thread"
                  + (" WHERE " + " AND ".join(wheres) if wheres else "") + " ORDER BY c.id DESC")
         if limit is not None and not filter:
@@ -324,12 +324,10 @@ class CompactSqliteSaver(BaseCheckpointSaver[str | int]):
         for thread_id, thread, ns, *row in rows:
             if limit is not None and given >= limit:
                 return
-            if filter:
-                metadata = self.serde.loads_typed(unpack(row[3]))
-                if any(metadata.get(k) != v for k, v in filter.items()):
-                    continue
             with self.cursor() as cur:
                 found = self._tuple(cur, thread_id, thread, ns, tuple(row))
+            if filter and any(found.metadata.get(k) != v for k, v in filter.items()):
+                continue
             given += 1
             yield found
 
@@ -339,14 +337,12 @@ class CompactSqliteSaver(BaseCheckpointSaver[str | int]):
         conf = config["configurable"]
         thread_id, ns = str(conf["thread_id"]), conf.get("checkpoint_ns", "")
         parent = conf.get("checkpoint_id")
-        blob = self._dump_checkpoint(checkpoint)
-        meta = pack(self.serde.dumps_typed(get_checkpoint_metadata(config, metadata)))
+        blob = self._dump_checkpoint(checkpoint, get_checkpoint_metadata(config, metadata))
         with self.cursor() as cur:
             thread = self._thread(cur, thread_id, create=True)
             cur.execute(
-                "INSERT OR REPLACE INTO handoff_checkpoints (thread, ns, id, parent, checkpoint, metadata) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (thread, ns, id_key(checkpoint["id"]), id_key(parent) if parent else None, blob, meta))
+                "INSERT OR REPLACE INTO handoff_checkpoints (thread, ns, id, parent, checkpoint) VALUES (?, ?, ?, ?, ?)",
+                (thread, ns, id_key(checkpoint["id"]), id_key(parent) if parent else None, blob))
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
 
     def put_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
@@ -434,7 +430,7 @@ class CompactSqliteSaver(BaseCheckpointSaver[str | int]):
                 walked.add(key)
                 for ch in active:
                     chain[ch].append(key)
-                values = self.serde.loads_typed(unpack(blob)).get("channel_values") or {}
+                values = self.serde.loads_typed(unpack(blob))[0].get("channel_values") or {}
                 for ch in [ch for ch in active if ch in values]:
                     seeds[ch] = values[ch]
                     active.discard(ch)
@@ -508,12 +504,12 @@ class CompactSqliteSaver(BaseCheckpointSaver[str | int]):
                 "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata "
                 "FROM checkpoints").fetchall():
             thread = self._thread(cur, str(thread_id), create=True)
+            checkpoint = self.serde.loads_typed((type_, blob))
             loaded = json.loads(metadata) if metadata is not None else {}
             cur.execute(
-                "INSERT OR REPLACE INTO handoff_checkpoints (thread, ns, id, parent, checkpoint, metadata) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO handoff_checkpoints (thread, ns, id, parent, checkpoint) VALUES (?, ?, ?, ?, ?)",
                 (thread, ns, id_key(checkpoint_id), id_key(parent) if parent else None,
-                 pack((type_, blob)), pack(self.serde.dumps_typed(loaded))))
+                 self._dump_checkpoint(checkpoint, loaded)))
         if self._has_table("writes"):
             groups: dict[tuple[str, str, str, str], tuple[str, list[list[Any]]]] = {}
             columns = {row[1] for row in cur.execute("PRAGMA table_info(writes)")}

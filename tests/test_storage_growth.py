@@ -25,10 +25,10 @@ EVERY = 3  # a handoff every third turn, so the record window fills early
 
 
 def checkpoint_bytes(db: Path) -> int:
-    """Bytes the SQLite saver holds: checkpoint blobs, their metadata and pending writes."""
+    """Bytes the SQLite saver holds: checkpoint blobs (with their metadata) and pending writes."""
     with sqlite3.connect(str(db)) as conn:
         checkpoints = conn.execute(
-            "SELECT COALESCE(SUM(LENGTH(checkpoint) + LENGTH(metadata)), 0) FROM handoff_checkpoints").fetchone()[0]
+            "SELECT COALESCE(SUM(LENGTH(checkpoint)), 0) FROM handoff_checkpoints").fetchone()[0]
         writes = conn.execute("SELECT COALESCE(SUM(LENGTH(writes)), 0) FROM handoff_writes").fetchone()[0]
     return int(checkpoints + writes)
 
