@@ -28,7 +28,7 @@ from handoff.graphs.boundary import (
     clean_value,
     sanitize_value,
 )
-from handoff.graphs.briefing import EARLIER_MESSAGES, build_prompt
+from handoff.graphs.briefing import EARLIER_MESSAGES, Earlier, build_prompt
 from handoff.graphs.build_errors import GraphBuildError
 from handoff.graphs.foreign_agent import (
     ForeignAgentError,
@@ -162,7 +162,7 @@ def make_agent_node(
         state, opening = open_turn(given, journal, agent=spec.name, tracks_sentiment=tracks_sentiment)
         try:
             upto = _earlier_upto(state)
-            earlier = journal.messages(upto, last=EARLIER_MESSAGES) if upto else []
+            earlier: Earlier = journal.stored_before(upto, EARLIER_MESSAGES) if upto else []
             update = drive(_steps(state, journal.thread_id, earlier, runtime))
         except GraphBubbleUp:
             raise
@@ -177,7 +177,7 @@ def make_agent_node(
         state, opening = open_turn(given, journal, agent=spec.name, tracks_sentiment=tracks_sentiment)
         try:
             upto = _earlier_upto(state)
-            earlier = await journal.amessages(upto, last=EARLIER_MESSAGES) if upto else []
+            earlier: Earlier = await journal.astored_before(upto, EARLIER_MESSAGES) if upto else []
             update = await adrive(_steps(state, journal.thread_id, earlier, runtime))
         except GraphBubbleUp:
             raise
@@ -187,7 +187,7 @@ def make_agent_node(
         await journal.aflush()
         return changes_only(given, plain_update(with_opening(opening, _announce(state, update, runtime))))
 
-    def _steps(state: HandoffState, thread: str, earlier: list[BaseMessage], runtime: Runtime) -> Steps:
+    def _steps(state: HandoffState, thread: str, earlier: Earlier, runtime: Runtime) -> Steps:
         may_hand_off = state.get("hops", 0) < policy.max_hops_per_turn
         case_file = dict(state.get("case_file") or {})
         enabled = {name: t for name, t in targets.items()

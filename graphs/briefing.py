@@ -16,8 +16,9 @@ when the system prompt itself (instructions, case file, briefing) is larger.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import chain
+from typing import Any, Protocol
 
 from langchain_core.messages import (
     AIMessage,
@@ -50,6 +51,30 @@ Results beyond it push older turns out, up to half the budget; past that they ar
 MIN_CLIP_CHARS = 200
 """A shortened message keeps at least this many characters."""
 CLIPPED = " [...]"
+
+
+class StoredMessages(Protocol):
+    """Messages as the journal stores them (``{"type": ..., "data": {...}}``), newest first: the
+    earlier messages an agent node hands ``build_prompt`` without making message objects of them
+    (graphs/journal.py, ``StoredTail``)."""
+
+    def __bool__(self) -> bool: ...
+
+    def newest_first(self) -> Iterator[dict[str, Any]]: ...
+
+
+Earlier = Sequence[BaseMessage] | StoredMessages
+"""Messages from before the state's window: message objects, or the journal's stored ones."""
+
+Said = tuple[str, str]
+"""One message as the summary shows it: who said it, and its text on one line."""
+
+HUMAN_TYPES = frozenset({"human", "HumanMessageChunk"})
+UNSHOWN_TYPES = frozenset({"tool", "system", "ToolMessageChunk", "SystemMessageChunk"})
+OTHER_TYPES = frozenset({"ai", "chat", "function", "remove", "AIMessageChunk", "FunctionMessageChunk",
+                         "ChatMessageChunk"})
+"""Stored message types (``messages_to_dict``'s ``type``) by how the summary shows them: as the user's,
+not at all (tool results and system text, as ``summarise`` skips them), or as the agent's."""
 
 
 def prompt_tokens(messages: Sequence[BaseMessage]) -> int:
@@ -121,13 +146,49 @@ def briefing_text(
 
 def summarise(messages: Sequence[BaseMessage]) -> str:
     """A short extractive summary of earlier turns, newest kept first; no model call."""
+    return summary_of(said(m) for m in reversed(messages))
+
+
+def said(message: BaseMessage) -> Said | None:
+    """How ``summarise`` shows a message (None: not at all)."""
+    text = str(message.content).strip().replace("\n", " ")
+    if not text or isinstance(message, ToolMessage | SystemMessage):
+        return None
+    return "user" if isinstance(message, HumanMessage) else (message.name or "agent"), text
+
+
+def said_stored(item: dict[str, Any]) -> Said | None:
+    """``said`` of a stored message, read from the journal's item without making the message object.
+
+    Raises:
+        ValueError: an unknown message type, as ``messages_from_dict`` raises for it.
+    """
+    kind, data = item["type"], item["data"]
+    if kind not in HUMAN_TYPES and kind not in OTHER_TYPES:
+        if kind in UNSHOWN_TYPES:
+            return None
+        raise ValueError(f"Got unexpected message type: {kind}")
+    text = str(data.get("content", "")).strip().replace("\n", " ")
+    if not text:
+        return None
+    return "user" if kind in HUMAN_TYPES else (data.get("name") or "agent"), text
+
+
+def newest_first(earlier: Earlier) -> Iterator[Said | None]:
+    """``earlier`` as ``said`` shows it, newest first (a stored message is read only when reached)."""
+    if isinstance(earlier, Sequence):
+        return (said(m) for m in reversed(earlier))
+    return (said_stored(item) for item in earlier.newest_first())
+
+
+def summary_of(messages: Iterable[Said | None]) -> str:
+    """``summarise``'s text from the messages as shown, newest first; read only as far as it keeps."""
     bits: list[str] = []
     size = 0
-    for m in reversed(messages):
-        text = str(m.content).strip().replace("\n", " ")
-        if not text or isinstance(m, ToolMessage | SystemMessage):
+    for shown in messages:
+        if shown is None:
             continue
-        who = "user" if isinstance(m, HumanMessage) else (m.name or "agent")
+        who, text = shown
         bit = f"{who}: {text[:120]}"
         if size + len(bit) + 3 > EARLIER_CHARS:
             break
@@ -141,7 +202,7 @@ def build_prompt(
     *,
     targets: dict[str, AgentSpec],
     state: dict[str, Any],
-    earlier: Sequence[BaseMessage] = (),
+    earlier: Earlier = (),
     current: Sequence[BaseMessage] = (),
     input_filter: InputFilter | None = None,
 ) -> list[BaseMessage]:
@@ -151,7 +212,8 @@ def build_prompt(
         spec: The agent about to be called; its context policy and budget apply.
         targets: The agents it may hand to.
         state: The graph state (window, case file, briefing, notice).
-        earlier: Journal messages from before the state's window, for the summary.
+        earlier: Journal messages from before the state's window, for the summary: message objects, or
+            the journal's stored items (read only as far as the summary goes).
         current: What this agent already produced in this turn (tool calls and
             results of earlier rounds). When given, they are returned at the end
             of the prompt, inside the budget; when not, the caller appends them
@@ -174,7 +236,7 @@ def build_prompt(
                       int(budget * TOOL_RESERVE) if spec.tools else 0), budget // 2)
     turns = split_turns(policy_view(spec, state.get("messages") or [], input_filter))
     older, latest = turns[:-1], (turns[-1] if turns else [])
-    may_hide = bool(earlier) or bool(older)
+    may_hide = bool(older) or bool(earlier)  # older first: it needs no read of the journal
     room = budget - fixed - reserve - (_summary_tokens() if may_hide else 0)
 
     latest = fit(latest, room)
@@ -192,7 +254,8 @@ def build_prompt(
         count += len(turn)
     hidden = [m for turn in older[: len(older) - len(kept)] for m in turn]
 
-    system = SystemMessage(system_prompt(spec, **brief, earlier=summarise([*earlier, *hidden])))
+    summary = summary_of(chain((said(m) for m in reversed(hidden)), newest_first(earlier)))
+    system = SystemMessage(system_prompt(spec, **brief, earlier=summary))
     history = ensure_paired([*(m for turn in kept for m in turn), *latest])
     if own_turn:
         spare = budget - prompt_tokens([system, *history])

@@ -111,6 +111,16 @@ class Journal:
         start = 0 if last is None else max(0, upto - last)
         return messages_from_dict(await self._aread(TRANSCRIPT, start, upto))
 
+    def stored_before(self, upto: int, last: int) -> StoredTail:
+        """The stored messages at positions ``[upto-last, upto)`` as the journal keeps them, read newest
+        first and only as far as the reader goes (``StoredTail``)."""
+        return StoredTail(self, max(0, upto - last), upto)
+
+    async def astored_before(self, upto: int, last: int) -> StoredTail:
+        """``stored_before`` for async code: the positions are read now, in one batch."""
+        start = max(0, upto - last)
+        return StoredTail(None, start, upto, await self._aread(TRANSCRIPT, start, upto))
+
     def records(self, upto: int, last: int | None = None) -> list[HandoffRecord]:
         """Handoff records ``[upto-last, upto)``, oldest first (all when last is None)."""
         start = 0 if last is None else max(0, upto - last)
@@ -132,6 +142,11 @@ class Journal:
         if self.store is None:
             return records_of(values)
         return self.records(int(values.get("handoff_count") or 0))
+
+    def read_transcript(self, start: int, upto: int) -> list[dict[str, Any]]:
+        """The stored items (``slim_message_dict``'s form) at positions ``[start, upto)``, oldest first;
+        a position with no item is left out."""
+        return self._read(TRANSCRIPT, start, upto)
 
     def _gets(self, kind: str, start: int, upto: int) -> Iterator[list[GetOp]]:
         """The reads of positions ``[start, upto)``, ``BATCH`` per store call."""
@@ -160,3 +175,50 @@ class Journal:
             return []
         return [item.value for ops in self._gets(kind, start, upto)
                 for item in await self.store.abatch(ops) if isinstance(item, Item)]
+
+
+class StoredTail:
+    """Stored messages before a position, newest first, each read at most once.
+
+    The prompt's summary of earlier messages keeps only the newest few hundred characters
+    (graphs/briefing.py), so a turn usually needs the newest handful of the positions it may look
+    at: the newest ``FIRST_READ`` are read on first use, the rest only when the reader goes past
+    them. What is read is kept, so every model call of the turn reads the journal once at most.
+    ``journal`` None: ``items`` were read already (the async path).
+    """
+
+    FIRST_READ = 8
+    """Positions read first: the summary's few hundred characters are about six messages' worth."""
+
+    def __init__(self, journal: Journal | None, start: int, upto: int,
+                 items: list[dict[str, Any]] | None = None) -> None:
+        self._journal = journal
+        self._start = start
+        self._upto = upto
+        self._unread = start if items is not None else upto
+        """Positions ``[start, _unread)`` are still to be read."""
+        self._newest_first: list[dict[str, Any]] = list(reversed(items or []))
+
+    def _read_more(self) -> bool:
+        """Read the next positions back; False when none is left."""
+        if self._journal is None or self._unread <= self._start:
+            return False
+        first = self._unread == self._upto
+        start = max(self._start, self._unread - self.FIRST_READ) if first else self._start
+        self._newest_first.extend(reversed(self._journal.read_transcript(start, self._unread)))
+        self._unread = start
+        return True
+
+    def newest_first(self) -> Iterator[dict[str, Any]]:
+        """The stored items, newest first."""
+        at = 0
+        while True:
+            while at < len(self._newest_first):
+                yield self._newest_first[at]
+                at += 1
+            if not self._read_more():
+                return
+
+    def __bool__(self) -> bool:
+        """Whether any position holds a message."""
+        return next(self.newest_first(), None) is not None
