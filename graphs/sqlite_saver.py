@@ -33,7 +33,8 @@ import json
 import sqlite3
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -86,6 +87,10 @@ STAGE1_SQL = (
     "SELECT id, checkpoint FROM chain"
 )
 
+HELD_CACHE = 8192
+"""Checkpoints, and task rows, whose channel names are kept in memory (``CompactSqliteSaver._held``,
+``_wrote``): a few hundred kilobytes at most."""
+
 THREAD_CACHE = 4096
 """Thread ids whose row numbers are kept in memory. A thread's row is never deleted (deleting a
 thread deletes its checkpoints and writes), so a remembered number stays right in every process."""
@@ -130,6 +135,14 @@ def next_version(current: str | int | None) -> str | int:
     return (current or 0) + 1
 
 
+def _remember(cache: OrderedDict[Any, frozenset[str]], key: Any, names: frozenset[str]) -> None:
+    """Note ``names`` under ``key`` in a bounded cache, the oldest forgotten first."""
+    cache[key] = names
+    cache.move_to_end(key)
+    if len(cache) > HELD_CACHE:
+        cache.popitem(last=False)
+
+
 class CompactSqliteSaver(BaseCheckpointSaver[str | int]):
     """LangGraph's checkpointer contract on SQLite, in the compact schema of this module's note.
 
@@ -146,6 +159,13 @@ class CompactSqliteSaver(BaseCheckpointSaver[str | int]):
         self.lock = threading.RLock()
         self.is_setup = False
         self._threads: dict[str, int] = {}
+        self._held: OrderedDict[tuple[int, str, bytes | str], frozenset[str]] = OrderedDict()
+        """The names in each recent checkpoint's ``channel_values``, noted as it is written or read, so
+        the delta walk decodes only the checkpoint that holds a channel's seed. A checkpoint is written
+        once (LangGraph gives every one a new id), so a noted set stays true."""
+        self._wrote: OrderedDict[tuple[int, str, bytes | str, bytes | str], frozenset[str]] = OrderedDict()
+        """The channels of each recent task row (``put_writes`` notes them), so the delta walk decodes
+        only the rows that wrote a channel it rebuilds. A row only grows, and a merge notes the union."""
 
     # -- set-up and connection ---------------------------------------------------------------
 
@@ -209,6 +229,12 @@ class CompactSqliteSaver(BaseCheckpointSaver[str | int]):
             self._threads.clear()
         self._threads[thread_id] = int(row[0])
         return int(row[0])
+
+    def _note_held(self, thread: int, ns: str, key: bytes | str, values: Mapping[str, Any]) -> None:
+        _remember(self._held, (thread, ns, key), frozenset(values))
+
+    def _note_wrote(self, row: tuple[int, str, bytes | str, bytes | str], channels: Iterable[str]) -> None:
+        _remember(self._wrote, row, frozenset(channels))
 
     # -- serialization -----------------------------------------------------------------------
 
@@ -343,6 +369,7 @@ class CompactSqliteSaver(BaseCheckpointSaver[str | int]):
             cur.execute(
                 "INSERT OR REPLACE INTO handoff_checkpoints (thread, ns, id, parent, checkpoint) VALUES (?, ?, ?, ?, ?)",
                 (thread, ns, id_key(checkpoint["id"]), id_key(parent) if parent else None, blob))
+            self._note_held(thread, ns, id_key(checkpoint["id"]), checkpoint["channel_values"])
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
 
     def put_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
@@ -366,6 +393,7 @@ class CompactSqliteSaver(BaseCheckpointSaver[str | int]):
                 "INSERT INTO handoff_writes (thread, ns, checkpoint, task, writes) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT DO NOTHING", (thread, ns, checkpoint, task, self._dump_writes(task_path, entries)))
             if cur.rowcount == 1:
+                self._note_wrote((thread, ns, checkpoint, task), (entry[1] for entry in entries))
                 return
         with self._transaction() as cur:  # the task stored writes before: merge under the write lock
             row = cur.execute(
@@ -377,6 +405,7 @@ class CompactSqliteSaver(BaseCheckpointSaver[str | int]):
                 if replace or entry[0] not in by_idx:
                     by_idx[entry[0]] = entry
             merged = sorted(by_idx.values(), key=lambda entry: entry[0])
+            self._note_wrote((thread, ns, checkpoint, task), (entry[1] for entry in merged))
             cur.execute(
                 "UPDATE handoff_writes SET writes = ? WHERE thread = ? AND ns = ? AND checkpoint = ? AND task = ?",
                 (self._dump_writes(stored_path or task_path, merged), thread, ns, checkpoint, task))
@@ -430,7 +459,11 @@ class CompactSqliteSaver(BaseCheckpointSaver[str | int]):
                 walked.add(key)
                 for ch in active:
                     chain[ch].append(key)
+                held = self._held.get((thread, ns, key))
+                if held is not None and held.isdisjoint(active):
+                    continue
                 values = self.serde.loads_typed(unpack(blob))[0].get("channel_values") or {}
+                self._note_held(thread, ns, key, values)
                 for ch in [ch for ch in active if ch in values]:
                     seeds[ch] = values[ch]
                     active.discard(ch)
@@ -443,7 +476,9 @@ class CompactSqliteSaver(BaseCheckpointSaver[str | int]):
                 for key, task, blob in cur.execute(
                         "SELECT checkpoint, task, writes FROM handoff_writes WHERE thread = ? AND ns = ? "
                         f"AND checkpoint IN ({','.join('?' * len(part))})", (thread, ns, *part)):
-                    by_checkpoint.setdefault(key, []).append((task, blob))
+                    wrote = self._wrote.get((thread, ns, key, task))
+                    if wrote is None or not wrote.isdisjoint(ch for ch in channels if key in chain[ch]):
+                        by_checkpoint.setdefault(key, []).append((task, blob))
         pending = {key: self._pending(rows) for key, rows in by_checkpoint.items()}
         result: dict[str, DeltaChannelHistory] = {}
         for ch in channels:

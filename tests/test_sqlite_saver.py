@@ -14,6 +14,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.base import ERROR, INTERRUPT, empty_checkpoint
 from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.store.memory import InMemoryStore
 
 from handoff.agents.customer_service.back_office import BackOffice
 from handoff.graphs.customer_service import build_customer_service_graph
@@ -186,3 +187,39 @@ def test_a_failed_move_leaves_the_stock_tables_as_they_were(tmp_path: Path) -> N
         assert check.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0] == 1
         assert check.execute("SELECT COUNT(*) FROM writes").fetchone()[0] == 1
         assert check.execute("SELECT COUNT(*) FROM handoff_checkpoints").fetchone()[0] == 0
+
+
+class CountingSerde:
+    """The project's serializer, noting every value it loads."""
+
+    def __init__(self) -> None:
+        self.inner = serializer()
+        self.loaded: list[Any] = []
+
+    def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+        return self.inner.dumps_typed(obj)
+
+    def loads_typed(self, data: tuple[str, bytes]) -> Any:
+        value = self.inner.loads_typed(data)
+        self.loaded.append(value)
+        return value
+
+
+def test_the_delta_walk_decodes_only_what_holds_a_seed_or_a_wanted_write(tmp_path: Path) -> None:
+    serde = CountingSerde()
+    saver = CompactSqliteSaver(sqlite_connect(tmp_path / "walk.sqlite"), serde=serde)
+    graph = _graph(saver, InMemoryStore())
+    for line in user_lines(8, every=3):
+        graph.invoke({"messages": [HumanMessage(line.text)]}, CONFIG)
+    wanted = ["messages", "handoffs", "usage"]
+    head = saver.get_tuple(CONFIG).config
+    serde.loaded.clear()
+    fresh = CompactSqliteSaver(sqlite_connect(tmp_path / "walk.sqlite"), serde=serializer())  # remembers nothing
+    assert saver.get_delta_channel_history(config=head, channels=wanted) == \
+        fresh.get_delta_channel_history(config=head, channels=wanted)
+    checkpoints = [v[0] for v in serde.loaded if isinstance(v, list) and isinstance(v[0], dict) and "channel_values" in v[0]]
+    task_rows = [v[1] for v in serde.loaded if isinstance(v, list) and isinstance(v[0], str)]
+    assert checkpoints and all(set(c["channel_values"]) & set(wanted) for c in checkpoints), \
+        "a checkpoint is decoded only for a seed it holds"
+    assert task_rows and all({entry[1] for entry in row} & set(wanted) for row in task_rows), \
+        "a task row is decoded only for a write the walk wants"
