@@ -6,7 +6,8 @@ the type tag: on the benchmark's conversation those keys were 70% of the table's
 rows a turn). This saver keeps the same data in a smaller shape (``SCHEMA``):
 
 - a thread is named once, in ``handoff_threads``; rows refer to it by a small integer;
-- checkpoint and task ids are UUIDs, stored as their 16 bytes (ids that are not UUIDs as text);
+- checkpoint and task ids are UUIDs, stored as their 16 bytes (ids that are not UUIDs as text,
+  which SQLite sorts below every UUID: LangGraph makes only UUIDs, so a thread never mixes them);
 - a task's writes are one row: ``[task_path, [[idx, channel, value], ...]]`` serialized and
   compressed together by the checkpoint serializer, so the channel names and small values
   share one compressed blob instead of a row each;
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sqlite3
 import threading
 import uuid
@@ -91,6 +93,9 @@ HELD_CACHE = 8192
 """Checkpoints, and task rows, whose channel names are kept in memory (``CompactSqliteSaver._held``,
 ``_wrote``): a few hundred kilobytes at most."""
 
+FILTER_KEY = re.compile(r"^[a-zA-Z0-9_.-]+$")
+"""The metadata filter keys ``SqliteSaver`` accepts."""
+
 THREAD_CACHE = 4096
 """Thread ids whose row numbers are kept in memory. A thread's row is never deleted (deleting a
 thread deletes its checkpoints and writes), so a remembered number stays right in every process."""
@@ -135,6 +140,30 @@ def next_version(current: str | int | None) -> str | int:
     return (current or 0) + 1
 
 
+def _parts(by_idx: Mapping[int, tuple[str, list[Any]]]) -> list[tuple[str, list[list[Any]]]]:
+    """A task row's writes, grouped by task path, each group in index order."""
+    parts: dict[str, list[list[Any]]] = {}
+    for at in sorted(by_idx):
+        path, entry = by_idx[at]
+        parts.setdefault(path, []).append(entry)
+    return list(parts.items())
+
+
+def _matches(metadata: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Whether ``metadata`` has every value of a ``list`` filter; a dotted key reaches into nested
+    metadata, as ``SqliteSaver``'s ``json_extract`` does."""
+    for key, value in wanted.items():
+        if not FILTER_KEY.match(key):
+            raise ValueError(f"Invalid filter key: {key!r}. Filter keys must contain only alphanumeric "
+                             "characters, underscores, dots, and hyphens.")
+        found: Any = metadata
+        for part in key.split("."):
+            found = found.get(part) if isinstance(found, Mapping) else None
+        if found != value:
+            return False
+    return True
+
+
 def _remember(cache: OrderedDict[Any, frozenset[str]], key: Any, names: frozenset[str]) -> None:
     """Note ``names`` under ``key`` in a bounded cache, the oldest forgotten first."""
     cache[key] = names
@@ -174,7 +203,15 @@ class CompactSqliteSaver(BaseCheckpointSaver[str | int]):
         with self.lock:
             if self.is_setup:
                 return
-            self.conn.executescript(SCHEMA)
+            try:
+                self.conn.executescript(SCHEMA)
+            except sqlite3.OperationalError as exc:
+                if "readonly" not in str(exc) or not self._has_table("handoff_checkpoints"):
+                    if self._has_table("checkpoints"):
+                        raise sqlite3.OperationalError(
+                            "this file was written by LangGraph's SqliteSaver; open it once with write access "
+                            "so its checkpoints move into this saver's tables") from exc
+                    raise
             if self._has_table("checkpoints"):
                 with self._transaction() as cur:
                     if self._has_table("checkpoints"):  # another process may have moved them meanwhile
@@ -206,6 +243,7 @@ class CompactSqliteSaver(BaseCheckpointSaver[str | int]):
                 yield cur
             except BaseException:
                 self.conn.rollback()
+                self._threads.clear()  # numbers handed out inside the transaction no longer exist
                 raise
             else:
                 self.conn.commit()
@@ -247,12 +285,17 @@ class CompactSqliteSaver(BaseCheckpointSaver[str | int]):
         body["id"] = checkpoint_id
         return body, metadata
 
-    def _dump_writes(self, task_path: str, entries: list[list[Any]]) -> bytes:
-        return pack(self.serde.dumps_typed([task_path, entries]))
+    def _dump_writes(self, parts: Sequence[tuple[str, list[list[Any]]]]) -> bytes:
+        """A task row's blob: ``[task_path, entries]``, or ``[[task_path, entries], ...]`` in the rare
+        row whose writes came with more than one path (each write keeps its own, as in ``SqliteSaver``)."""
+        body = list(parts[0]) if len(parts) == 1 else [list(part) for part in parts]
+        return pack(self.serde.dumps_typed(body))
 
-    def _load_writes(self, blob: bytes) -> tuple[str, list[list[Any]]]:
-        task_path, entries = self.serde.loads_typed(unpack(blob))
-        return task_path, entries
+    def _load_writes(self, blob: bytes) -> list[tuple[str, list[list[Any]]]]:
+        body = self.serde.loads_typed(unpack(blob))
+        if isinstance(body[0], str):
+            return [(body[0], body[1])]
+        return [(path, entries) for path, entries in body]
 
     def _entry(self, idx: int, channel: str, value: Any) -> list[Any]:
         if isinstance(value, bytearray):  # msgpack would give it back as bytes: keep it typed
@@ -267,10 +310,10 @@ class CompactSqliteSaver(BaseCheckpointSaver[str | int]):
         keyed: list[tuple[tuple[str, str, int], PendingWrite]] = []
         for task_key, blob in rows:
             task_id = id_text(task_key)
-            task_path, entries = self._load_writes(blob)
-            for entry in entries:
-                keyed.append((writes_sort_key(task_path, task_id, entry[0]),
-                              (task_id, entry[1], self._value(entry))))
+            for task_path, entries in self._load_writes(blob):
+                for entry in entries:
+                    keyed.append((writes_sort_key(task_path, task_id, entry[0]),
+                                  (task_id, entry[1], self._value(entry))))
         keyed.sort(key=lambda item: item[0])
         return [write for _, write in keyed]
 
@@ -352,7 +395,7 @@ class CompactSqliteSaver(BaseCheckpointSaver[str | int]):
                 return
             with self.cursor() as cur:
                 found = self._tuple(cur, thread_id, thread, ns, tuple(row))
-            if filter and any(found.metadata.get(k) != v for k, v in filter.items()):
+            if filter and not _matches(found.metadata, filter):
                 continue
             given += 1
             yield found
@@ -384,31 +427,35 @@ class CompactSqliteSaver(BaseCheckpointSaver[str | int]):
         conf = config["configurable"]
         thread_id, ns = str(conf["thread_id"]), str(conf.get("checkpoint_ns", ""))
         checkpoint, task = id_key(str(conf["checkpoint_id"])), id_key(task_id)
-        entries = [self._entry(WRITES_IDX_MAP.get(channel, idx), channel, value)
-                   for idx, (channel, value) in enumerate(writes)]
         replace = all(channel in WRITES_IDX_MAP for channel, _ in writes)
+        # SqliteSaver keys a write by its index: of two at one index, the last stays when every write
+        # goes to a special channel (INSERT OR REPLACE), else the first (INSERT OR IGNORE)
+        by_idx: dict[int, tuple[str, list[Any]]] = {}
+        for idx, (channel, value) in enumerate(writes):
+            at = WRITES_IDX_MAP.get(channel, idx)
+            if replace or at not in by_idx:
+                by_idx[at] = (task_path, self._entry(at, channel, value))
         with self.cursor() as cur:
             thread = self._thread(cur, thread_id, create=True)
             cur.execute(
                 "INSERT INTO handoff_writes (thread, ns, checkpoint, task, writes) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT DO NOTHING", (thread, ns, checkpoint, task, self._dump_writes(task_path, entries)))
+                "ON CONFLICT DO NOTHING", (thread, ns, checkpoint, task, self._dump_writes(_parts(by_idx))))
             if cur.rowcount == 1:
-                self._note_wrote((thread, ns, checkpoint, task), (entry[1] for entry in entries))
+                self._note_wrote((thread, ns, checkpoint, task), (entry[1] for _, entry in by_idx.values()))
                 return
         with self._transaction() as cur:  # the task stored writes before: merge under the write lock
             row = cur.execute(
                 "SELECT writes FROM handoff_writes WHERE thread = ? AND ns = ? AND checkpoint = ? AND task = ?",
                 (thread, ns, checkpoint, task)).fetchone()
-            stored_path, stored = self._load_writes(row[0])
-            by_idx = {entry[0]: entry for entry in stored}
-            for entry in entries:
-                if replace or entry[0] not in by_idx:
-                    by_idx[entry[0]] = entry
-            merged = sorted(by_idx.values(), key=lambda entry: entry[0])
-            self._note_wrote((thread, ns, checkpoint, task), (entry[1] for entry in merged))
+            merged = {entry[0]: (path, entry) for path, entries in (self._load_writes(row[0]) if row else [])
+                      for entry in entries}
+            for at, written in by_idx.items():
+                if replace or at not in merged:
+                    merged[at] = written
+            self._note_wrote((thread, ns, checkpoint, task), (entry[1] for _, entry in merged.values()))
             cur.execute(
-                "UPDATE handoff_writes SET writes = ? WHERE thread = ? AND ns = ? AND checkpoint = ? AND task = ?",
-                (self._dump_writes(stored_path or task_path, merged), thread, ns, checkpoint, task))
+                "INSERT OR REPLACE INTO handoff_writes (thread, ns, checkpoint, task, writes) VALUES (?, ?, ?, ?, ?)",
+                (thread, ns, checkpoint, task, self._dump_writes(_parts(merged))))
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete every checkpoint and write of ``thread_id``."""
@@ -546,18 +593,18 @@ class CompactSqliteSaver(BaseCheckpointSaver[str | int]):
                 (thread, ns, id_key(checkpoint_id), id_key(parent) if parent else None,
                  self._dump_checkpoint(checkpoint, loaded)))
         if self._has_table("writes"):
-            groups: dict[tuple[str, str, str, str], tuple[str, list[list[Any]]]] = {}
+            rows: dict[tuple[str, str, str, str], dict[int, tuple[str, list[Any]]]] = {}
             columns = {row[1] for row in cur.execute("PRAGMA table_info(writes)")}
             path = "task_path" if "task_path" in columns else "''"
             for thread_id, ns, checkpoint_id, task_id, task_path, idx, channel, type_, value in cur.execute(
                     f"SELECT thread_id, checkpoint_ns, checkpoint_id, task_id, {path}, idx, channel, type, value "
-                    "FROM writes ORDER BY idx").fetchall():
-                group = groups.setdefault((str(thread_id), ns, checkpoint_id, task_id), (task_path, []))
-                group[1].append(self._entry(idx, channel, self.serde.loads_typed((type_, value))))
-            for (thread_id, ns, checkpoint_id, task_id), (task_path, entries) in groups.items():
+                    "FROM writes").fetchall():
+                row = rows.setdefault((str(thread_id), ns, checkpoint_id, task_id), {})
+                row[idx] = (task_path, self._entry(idx, channel, self.serde.loads_typed((type_, value))))
+            for (thread_id, ns, checkpoint_id, task_id), by_idx in rows.items():
                 cur.execute(
                     "INSERT OR REPLACE INTO handoff_writes (thread, ns, checkpoint, task, writes) VALUES (?, ?, ?, ?, ?)",
                     (self._thread(cur, thread_id, create=True), ns, id_key(checkpoint_id), id_key(task_id),
-                     self._dump_writes(task_path, entries)))
+                     self._dump_writes(_parts(by_idx))))
             cur.execute("DROP TABLE writes")
         cur.execute("DROP TABLE checkpoints")

@@ -82,6 +82,11 @@ INHERITED_KEYS = (AGENT_KEY, HANDOFF_KEY)
 INHERITED_TAG_PREFIXES = ("agent:", "handoff:")
 
 
+FLAG = TypeAdapter(bool)
+"""Reads a true/false setting as pydantic does; built once (a ``TypeAdapter`` costs more to build than
+every turn's read of the environment)."""
+
+
 class TraceOptions(BaseModel):
     """How a run appears in LangSmith (only when LangSmith tracing is on)."""
 
@@ -104,11 +109,10 @@ class TraceOptions(BaseModel):
     @classmethod
     def from_env(cls) -> TraceOptions:
         """Options from ``HANDOFF_TRACE_MASK`` (true/false) and ``HANDOFF_TRACE_HIDE_IO`` (true/false)."""
-        flag = TypeAdapter(bool)
         mask = os.environ.get("HANDOFF_TRACE_MASK", "").strip()
         hide = os.environ.get("HANDOFF_TRACE_HIDE_IO", "").strip()
-        return cls(mask=flag.validate_python(mask) if mask else None,
-                   hide_io=flag.validate_python(hide) if hide else False)
+        return cls(mask=FLAG.validate_python(mask) if mask else None,
+                   hide_io=FLAG.validate_python(hide) if hide else False)
 
     @classmethod
     def of_run(cls, configurable: Mapping[str, Any] | None) -> TraceOptions:
