@@ -9,6 +9,7 @@ per step, compressed):
 - on SQLite without compression: what the codec costs (and saves);
 - with ``durability="exit"``, one checkpoint per turn instead of one per step: what the
   per-step checkpoints cost (not an option for the product, which resumes mid-turn);
+- with LangGraph's default thread pool for a run instead of one worker (graphs/compiled.py);
 - through ``HandoffSession.send`` (each step written before the next starts, then the turn's
   result read back), and the same stream without reading the result: what ``sync`` durability
   and the read-back cost;
@@ -18,6 +19,7 @@ per step, compressed):
 from __future__ import annotations
 
 import argparse
+import os
 import sqlite3
 import statistics
 import tempfile
@@ -56,11 +58,24 @@ def stream_only(db: Path) -> Iterator[peers.Side]:
         yield peers.Side(send, model)
 
 
+@contextmanager
+def default_workers(db: Path) -> Iterator[peers.Side]:
+    """The project through ``graph.invoke`` with LangGraph's default thread pool for a run (a thread per
+    save that finds none idle) instead of the one worker a handoff graph's sync runs use."""
+    model = ScriptedChatModel(default=reply_policy(typed_payloads=True))
+    with open_persistence(f"sqlite:///{db}") as persistence:
+        graph = build_customer_service_graph(model=model, office=BackOffice()).compile(
+            checkpointer=persistence.checkpointer, store=persistence.store)
+        config = {**peers.THREAD, "max_concurrency": min(32, (os.cpu_count() or 1) + 4)}  # ThreadPoolExecutor's
+        yield peers.Side(lambda text: graph.invoke({"messages": [HumanMessage(text)]}, config) and None, model)
+
+
 VARIANTS = (
     Peer("project as shipped (graph.invoke, SQLite, zstd)", peers.project),
     Peer("in-memory saver and store", partial(peers.project, url="memory")),
     Peer("SQLite, uncompressed", partial(peers.project, serde=JsonPlusSerializer(allowed_msgpack_modules=STATE_TYPES))),
     Peer("one checkpoint per turn (durability=exit)", partial(peers.project, durability="exit")),
+    Peer("LangGraph's default run thread pool", default_workers),
     Peer("HandoffSession.send", peers.session),
     Peer("HandoffSession's stream, no read-back", stream_only),
     Peer("floor", peers.floor),

@@ -146,7 +146,11 @@ class Journal:
     def read_transcript(self, start: int, upto: int) -> list[dict[str, Any]]:
         """The stored items (``slim_message_dict``'s form) at positions ``[start, upto)``, oldest first;
         a position with no item is left out."""
-        return self._read(TRANSCRIPT, start, upto)
+        return self._read(TRANSCRIPT, start, max(start, upto))
+
+    async def aread_transcript(self, start: int, upto: int) -> list[dict[str, Any]]:
+        """``read_transcript`` for async code."""
+        return await self._aread(TRANSCRIPT, start, max(start, upto))
 
     def _gets(self, kind: str, start: int, upto: int) -> Iterator[list[GetOp]]:
         """The reads of positions ``[start, upto)``, ``BATCH`` per store call."""

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage, messages_from_dict
 from langgraph.types import StateSnapshot
 
 from handoff.graphs.journal import Journal
@@ -74,8 +74,14 @@ async def find_sent(journal: Journal, values: Mapping[str, Any], message_id: str
     (where it is before the turn's first node has archived it) or among the journal's last ``LOOKBACK`` messages."""
     found = _find(list(values.get("messages") or []), message_id)
     if found is None:
-        recent = await journal.amessages(int(values.get("transcript_len") or 0), last=LOOKBACK)
-        found = _find(recent, message_id)
+        upto = int(values.get("transcript_len") or 0)
+        stored = await journal.aread_transcript(max(0, upto - LOOKBACK), upto)
+        # almost every message is new and found nowhere: compare the stored ids, make messages of
+        # what follows the one found only
+        at = next((i for i, item in enumerate(stored)
+                   if item.get("type") == "human" and (item.get("data") or {}).get("id") == message_id), None)
+        if at is not None:
+            found = _find(messages_from_dict(stored[at:]), message_id)
     return found
 
 

@@ -243,6 +243,20 @@ def test_a_message_sent_again_with_its_id_is_stored_once() -> None:
         assert [m["text"] for m in users] == [body["text"]]
 
 
+def test_a_message_sent_again_after_it_left_the_window_is_found_in_the_journal_and_not_run_again() -> None:
+    with TestClient(create_app("memory", model=OfflineChatModel())) as client:
+        thread_id = client.post("/threads", json={}).json()["thread_id"]
+        url = f"/threads/{thread_id}/messages"
+        first = client.post(url, json={"text": HELLO.format(tag="old"), "message_id": "old-1", "stream": False}).json()
+        for n in range(8):  # two messages a turn: the first falls out of the 12-message window
+            client.post(url, json={"text": HELLO.format(tag=f"n{n}"), "message_id": f"later-{n}", "stream": False})
+        again = client.post(url, json={"text": HELLO.format(tag="old"), "message_id": "old-1", "stream": False}).json()
+        assert again["duplicate"] is True
+        assert again["reply"] == first["reply"] and again["messages"] == first["messages"]
+        users = [m for m in client.get(url.rsplit("/", 1)[0]).json()["messages"] if m["role"] == "user"]
+        assert len(users) == 9, "the message is stored once"
+
+
 @pytest.mark.parametrize("stopped_after", ["general_support", "handoff_gate"])
 @pytest.mark.parametrize("next_message", ["the same message again", "a new message"])
 def test_a_turn_left_unfinished_is_completed_once_by_the_next_request(
