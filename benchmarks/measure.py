@@ -111,22 +111,31 @@ COLUMNS = (
 
 def table(runs: list[Run], floor: Run | None) -> str:
     """The markdown table the benchmark prints, one row per peer."""
+    return table_of_passes([(runs, floor)])
+
+
+def table_of_passes(passes: list[tuple[list[Run], Run | None]]) -> str:
+    """One markdown table of several passes, each peer's ratios to the floor of its own pass."""
     rows = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for run in runs:
-        seconds = [_ms(s) for s in run.seconds]
-        all_chars = [c for turn in run.chars for c in turn]
-        cells = (
-            run.name, str(run.turns),
-            f"{run.logical_at[run.turns] / 1e6:.3f}",
-            f"{run.file / 1e6:.2f} + {run.wal / 1e6:.2f} ({run.at_rest / 1e6:.2f})", str(run.page_size),
-            f"{growth(run):.2f}",
-            f"{statistics.mean(seconds):.1f}", f"{_percentile(seconds, 0.95):.1f}",
-            f"{statistics.median(seconds[:BLOCK]):.1f} -> {statistics.median(seconds[-BLOCK:]):.1f}",
-            f"{_ms(statistics.mean(run.cpu_seconds)):.1f}",
-            f"{statistics.mean(all_chars or [0]):,.0f} ({statistics.mean(run.chars[-1] or [0]):,.0f})",
-            f"{sum(run.calls) / run.turns:.2f}",
-            ratio(run.seconds, floor.seconds) if floor else "-",
-            ratio(run.cpu_seconds, floor.cpu_seconds) if floor else "-",
-        )
-        rows.append("| " + " | ".join(cells) + " |")
+    for runs, floor in passes:
+        rows.extend(_row(run, floor) for run in runs)
     return "\n".join(rows)
+
+
+def _row(run: Run, floor: Run | None) -> str:
+    seconds = [_ms(s) for s in run.seconds]
+    all_chars = [c for turn in run.chars for c in turn]
+    cells = (
+        run.name, str(run.turns),
+        f"{run.logical_at[run.turns] / 1e6:.3f}",
+        f"{run.file / 1e6:.2f} + {run.wal / 1e6:.2f} ({run.at_rest / 1e6:.2f})", str(run.page_size),
+        f"{growth(run):.2f}",
+        f"{statistics.mean(seconds):.1f}", f"{_percentile(seconds, 0.95):.1f}",
+        f"{statistics.median(seconds[:BLOCK]):.1f} -> {statistics.median(seconds[-BLOCK:]):.1f}",
+        f"{_ms(statistics.mean(run.cpu_seconds)):.1f}",
+        f"{statistics.mean(all_chars or [0]):,.0f} ({statistics.mean(run.chars[-1] or [0]):,.0f})",
+        f"{sum(run.calls) / run.turns:.2f}",
+        ratio(run.seconds, floor.seconds) if floor else "-",
+        ratio(run.cpu_seconds, floor.cpu_seconds) if floor else "-",
+    )
+    return "| " + " | ".join(cells) + " |"

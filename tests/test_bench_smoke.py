@@ -7,7 +7,7 @@ import re
 import pytest
 
 from benchmarks.measure import COLUMNS, block_ratios
-from benchmarks.storage import DEFAULT_PEERS, catalogue, main
+from benchmarks.storage import DEFAULT_PEERS, catalogue, main, split_passes
 
 NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?$")
 
@@ -23,7 +23,10 @@ def test_the_benchmark_prints_one_row_per_peer_with_every_column(capsys: pytest.
     assert cells(table[0]) == list(COLUMNS)
     rows = [cells(line) for line in table[2:]]
     names = [catalogue(10)[key].name for key in DEFAULT_PEERS.split(",")]
-    assert [row[0] for row in rows] == names
+    second_floor = catalogue(10)["floor"].name + ", beside the heavy peers"
+    assert [row[0] for row in rows] == [*names, second_floor], "the heavy peers play a second pass, with the floor"
+    assert dict(zip(COLUMNS, rows[-1], strict=True))["x floor ms/turn (p10-p90)"] == "1.00x (1.00-1.00)"
+    rows = rows[:-1]
     for row in rows:
         assert len(row) == len(COLUMNS) and all(row), row
         by_column = dict(zip(COLUMNS, row, strict=True))
@@ -36,6 +39,15 @@ def test_the_benchmark_prints_one_row_per_peer_with_every_column(capsys: pytest.
     assert floor["x floor ms/turn (p10-p90)"] == "1.00x (1.00-1.00)"
     assert floor["model calls/turn"] == "1.00"
     assert any(line.startswith("measured on ") for line in lines)
+
+
+def test_the_heavy_peers_play_apart_unless_one_pass_is_asked() -> None:
+    keys = DEFAULT_PEERS.split(",")
+    assert split_passes(keys) == [["project", "session", "floor"], ["swarm", "supervisor", "agents-sdk", "floor"]]
+    assert split_passes(keys, one_pass=True) == [keys]
+    assert split_passes(["project", "floor"]) == [["project", "floor"]]
+    assert split_passes(["swarm", "floor"]) == [["swarm", "floor"]]
+    assert split_passes(["project", "swarm"]) == [["project", "swarm"]], "no floor: nothing to set them against"
 
 
 def test_unknown_peers_are_refused_with_the_known_ones_named(capsys: pytest.CaptureFixture[str]) -> None:
