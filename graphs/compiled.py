@@ -114,10 +114,9 @@ class CompiledHandoffGraph(CompiledStateGraph):
 
     def _streams_eagerly(self, kwargs: Mapping[str, Any]) -> bool:
         """Whether LangGraph runs this stream's steps beside a waiter thread (its ``get_waiter``)."""
-        modes = kwargs.get("stream_mode")
-        if modes is None:
-            modes = self.stream_mode
-        named = {modes} if isinstance(modes, str) else set(modes or ())
+        named: set[str] = set()
+        for modes in (kwargs.get("stream_mode") or self.stream_mode, kwargs.get("print_mode") or ()):
+            named.update({modes} if isinstance(modes, str) else modes)
         return bool(self.stream_eager or kwargs.get("subgraphs") or named & EAGER_MODES)
 
     def astream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[Any]:

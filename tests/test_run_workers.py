@@ -64,6 +64,18 @@ def test_a_run_that_streams_as_it_happens_keeps_langgraphs_pool_and_finishes(mon
     assert seen and set(seen) == {None}
 
 
+@pytest.mark.parametrize("options", [{"stream_mode": "custom"}, {"stream_mode": ["updates", "messages"]},
+                                     {"print_mode": "custom"}, {"subgraphs": True}])
+def test_every_way_of_streaming_as_it_happens_keeps_langgraphs_pool(
+    monkeypatch: pytest.MonkeyPatch, options: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen = _spy(monkeypatch)  # capsys: print_mode prints the run
+    for _ in _graph(InMemorySaver()).stream({"messages": [HumanMessage("hello")]},
+                                            {"configurable": {"thread_id": "e"}}, **options):
+        pass
+    assert seen and set(seen) == {None}
+
+
 def _spy(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     seen: list[Any] = []
     make = _executor.get_executor_for_config
