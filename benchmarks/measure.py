@@ -109,13 +109,9 @@ COLUMNS = (
 )
 
 
-def table(runs: list[Run], floor: Run | None) -> str:
-    """The markdown table the benchmark prints, one row per peer."""
-    return table_of_passes([(runs, floor)])
-
-
 def table_of_passes(passes: list[tuple[list[Run], Run | None]]) -> str:
-    """One markdown table of several passes, each peer's ratios to the floor of its own pass."""
+    """The markdown table the benchmark prints, one row per peer, the passes one after another; each
+    peer's ratios are to the floor of its own pass."""
     rows = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for runs, floor in passes:
         rows.extend(_row(run, floor) for run in runs)

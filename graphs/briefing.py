@@ -39,6 +39,7 @@ from handoff.agents.prompt_markers import (
     TOPICS_MARKER,
 )
 from handoff.agents.spec import AgentSpec, HandoffPayload, InputFilter
+from handoff.graphs.journal import HUMAN_TYPES
 from handoff.state import HandoffRequest, InitResult
 
 EARLIER_MESSAGES = 16
@@ -69,12 +70,12 @@ Earlier = Sequence[BaseMessage] | StoredMessages
 Said = tuple[str, str]
 """One message as the summary shows it: who said it, and its text on one line."""
 
-HUMAN_TYPES = frozenset({"human", "HumanMessageChunk"})
 UNSHOWN_TYPES = frozenset({"tool", "system", "ToolMessageChunk", "SystemMessageChunk"})
 OTHER_TYPES = frozenset({"ai", "chat", "function", "remove", "AIMessageChunk", "FunctionMessageChunk",
                          "ChatMessageChunk"})
-"""Stored message types (``messages_to_dict``'s ``type``) by how the summary shows them: as the user's,
-not at all (tool results and system text, as ``summarise`` skips them), or as the agent's."""
+"""Stored message types (``messages_to_dict``'s ``type``) by how the summary shows them: as the user's
+(``HUMAN_TYPES``), not at all (tool results and system text, as ``summarise`` skips them), or as the
+agent's."""
 
 
 def prompt_tokens(messages: Sequence[BaseMessage]) -> int:

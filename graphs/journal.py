@@ -43,6 +43,11 @@ DEFAULT_FIELDS: dict[str, Any] = {
 """Message fields LangChain fills in itself when they are missing, at these values."""
 
 
+HUMAN_TYPES = frozenset({"human", "HumanMessageChunk"})
+"""The ``type`` of a stored user message (``messages_to_dict``'s): ``messages_from_dict`` makes a
+``HumanMessage`` of either."""
+
+
 def slim_message_dict(item: dict[str, Any]) -> dict[str, Any]:
     """``messages_to_dict``'s item without what ``messages_from_dict`` restores by itself: the fields
     at their defaults and the repeated type. A journal item then stores the message, not its
@@ -119,7 +124,7 @@ class Journal:
     async def astored_before(self, upto: int, last: int) -> StoredTail:
         """``stored_before`` for async code: the positions are read now, in one batch."""
         start = max(0, upto - last)
-        return StoredTail(None, start, upto, await self._aread(TRANSCRIPT, start, upto))
+        return StoredTail(None, start, upto, await self.aread_transcript(start, upto))
 
     def records(self, upto: int, last: int | None = None) -> list[HandoffRecord]:
         """Handoff records ``[upto-last, upto)``, oldest first (all when last is None)."""

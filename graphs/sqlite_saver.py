@@ -501,7 +501,7 @@ class CompactSqliteSaver(BaseCheckpointSaver[str | int]):
                 if key == target_key and not walked:
                     walked.add(key)  # the target's own writes and values are not part of its history
                     continue
-                if key in walked or not active:
+                if key in walked:  # put's INSERT OR REPLACE can make a parent loop
                     break
                 walked.add(key)
                 for ch in active:
@@ -516,7 +516,8 @@ class CompactSqliteSaver(BaseCheckpointSaver[str | int]):
                     active.discard(ch)
                 if not active:
                     break
-            wanted = sorted({key for keys in chain.values() for key in keys}, key=repr)
+            on_chain = {ch: set(keys) for ch, keys in chain.items()}
+            wanted = list(set().union(*on_chain.values()))
             by_checkpoint: dict[bytes | str, list[tuple[bytes | str, bytes]]] = {}
             for start in range(0, len(wanted), 500):  # SQLite's bound-parameter limit
                 part = wanted[start:start + 500]
@@ -524,7 +525,7 @@ class CompactSqliteSaver(BaseCheckpointSaver[str | int]):
                         "SELECT checkpoint, task, writes FROM handoff_writes WHERE thread = ? AND ns = ? "
                         f"AND checkpoint IN ({','.join('?' * len(part))})", (thread, ns, *part)):
                     wrote = self._wrote.get((thread, ns, key, task))
-                    if wrote is None or not wrote.isdisjoint(ch for ch in channels if key in chain[ch]):
+                    if wrote is None or not wrote.isdisjoint(ch for ch in channels if key in on_chain[ch]):
                         by_checkpoint.setdefault(key, []).append((task, blob))
         pending = {key: self._pending(rows) for key, rows in by_checkpoint.items()}
         result: dict[str, DeltaChannelHistory] = {}

@@ -9,7 +9,7 @@ from typing import Any, cast
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage, messages_from_dict
 from langgraph.types import StateSnapshot
 
-from handoff.graphs.journal import Journal
+from handoff.graphs.journal import HUMAN_TYPES, Journal
 from handoff.service.models import ChatMessage, Escalation
 
 LOOKBACK = 50
@@ -79,7 +79,7 @@ async def find_sent(journal: Journal, values: Mapping[str, Any], message_id: str
         # almost every message is new and found nowhere: compare the stored ids, make messages of
         # what follows the one found only
         at = next((i for i, item in enumerate(stored)
-                   if item.get("type") == "human" and (item.get("data") or {}).get("id") == message_id), None)
+                   if item.get("type") in HUMAN_TYPES and (item.get("data") or {}).get("id") == message_id), None)
         if at is not None:
             found = _find(messages_from_dict(stored[at:]), message_id)
     return found
