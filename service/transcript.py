@@ -1,4 +1,5 @@
-"""A thread's messages as people see them, its pending escalation, and finding a message sent before."""
+"""A thread's messages as people see them, its pending escalation, whether its last run ended, and finding a
+message sent before."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage, messages_from_dict
+from langgraph.channels import DeltaChannel
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.serde.types import TASKS
+from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import StateSnapshot
 
 from handoff.graphs.journal import HUMAN_TYPES, Journal
@@ -94,3 +99,46 @@ def _find(messages: list[BaseMessage], message_id: str) -> SentBefore | None:
             return SentBefore(cast(HumanMessage, messages[position]), messages[position + 1:end],
                               latest=not following)
     return None
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A thread whose last run ended at the graph's end: nothing pending, no person awaited."""
+
+    transcript_len: int
+    """Messages the journal holds for it; every message of its checkpoint's window is among them."""
+
+
+async def settled(graph: CompiledStateGraph, thread_id: str) -> Settled | None:
+    """The thread as its latest checkpoint alone tells it, when that is enough; None when the full
+    state must be read (``aget_state``): a run left unfinished, a person awaited, or anything unsure.
+
+    A turn's first question is whether the thread's last run ended. ``aget_state`` answers it by
+    rebuilding every channel (the message window from its delta history too) and the next tasks;
+    the checkpoint row answers it for a run that ended: no pending writes (an interrupt, a finished
+    task of an unsaved step), no pending sends, and no node with a trigger newer than it has seen
+    that holds a value (LangGraph's own rule for the next step's tasks). Such a thread's window is
+    all in the journal, as every node archives the messages it adds.
+    """
+    saver = graph.checkpointer
+    if not isinstance(saver, BaseCheckpointSaver) or graph.store is None:
+        return None
+    saved = await saver.aget_tuple({"configurable": {"thread_id": thread_id}})
+    if saved is None:
+        return Settled(transcript_len=0)
+    checkpoint = saved.checkpoint
+    if saved.pending_writes or checkpoint["channel_values"].get(TASKS):
+        return None
+    values, versions = checkpoint["channel_values"], checkpoint["channel_versions"]
+    for name, node in graph.nodes.items():
+        seen = checkpoint["versions_seen"].get(name) or {}
+        for channel in node.triggers:
+            version = versions.get(channel)
+            if version is None or (channel in seen and not version > seen[channel]):
+                continue
+            # newer than seen, and it counts if the channel holds a value: a consumed trigger is
+            # left out of the values (its version still moves on); a delta channel always is
+            if channel in values or isinstance(graph.channels.get(channel), DeltaChannel):
+                return None
+    length = checkpoint["channel_values"].get("transcript_len", 0)
+    return Settled(transcript_len=length) if isinstance(length, int) else None
