@@ -774,11 +774,23 @@ def _retryable(outcome: TurnOutcome, ids_sent: bool) -> bool:
     return outcome.status == 0 or outcome.status >= 500 or (known is not None and known.status >= 500)
 
 
-async def _converse(client: httpx.AsyncClient, urls: Sequence[str], conv: Conversation, stream: bool) -> None:
-    """Play the conversation's turns one after the other; stop at the first turn that fails for good.
+async def _converse(urls: Sequence[str], conv: Conversation, cfg: LoadConfig) -> None:
+    """Play the conversation's turns one after the other, on a client of its own (as each user has);
+    stop at the first turn that fails for good.
 
-    Latency is the user's: from the first attempt to the answer, retries included.
+    Latency is the user's: from the first attempt to the answer, retries included. A client per
+    conversation keeps one connection per worker: one client shared by all of them held about 200
+    connections, and httpx looks through its pool on every request, so the client's CPU per turn
+    (taken from the same two cores as the workers') grew with the connections, and varied by run
+    from 5 to 11 ms.
     """
+    limits = httpx.Limits(max_connections=len(urls), max_keepalive_connections=len(urls),
+                          keepalive_expiry=KEEPALIVE_EXPIRY)
+    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(cfg.request_timeout, connect=10.0)) as client:
+        await _play(client, urls, conv, cfg.stream)
+
+
+async def _play(client: httpx.AsyncClient, urls: Sequence[str], conv: Conversation, stream: bool) -> None:
     assert conv.thread_id is not None
     for k, text in enumerate(conv.texts):
         body: dict[str, Any] = {"text": text}
@@ -831,7 +843,7 @@ async def drive(urls: Sequence[str], convs: Sequence[Conversation], cfg: LoadCon
         )
         thread_start = time.perf_counter() - started
         started, cpu = time.perf_counter(), time.process_time()
-        tasks = [asyncio.create_task(_converse(client, urls, c, cfg.stream)) for c in convs]
+        tasks = [asyncio.create_task(_converse(urls, c, cfg)) for c in convs]
         _, pending = await asyncio.wait(tasks, timeout=cfg.deadline)
         for task in pending:
             task.cancel()
