@@ -3,7 +3,8 @@
 The service runs its graphs with ``astream`` on the event loop, so it needs
 the async savers and stores: ``InMemorySaver``/``InMemoryStore`` (memory),
 ``CompactSqliteSaver``/``AsyncSqliteStore`` (SQLite, one worker) and
-``AsyncPostgresSaver``/``AsyncPostgresStore`` (PostgreSQL, many workers).
+``LeanPostgresSaver`` (LangGraph's ``AsyncPostgresSaver`` saving in one statement, service/postgres_saver.py)
+and ``AsyncPostgresStore`` (PostgreSQL, many workers).
 
 ``handoff.graphs.persistence.open_persistence`` gives the CLI one connection each. A
 service must outlive a PostgreSQL restart: here both use a small
@@ -127,11 +128,12 @@ class CheckUnlessFresh:
 
 @asynccontextmanager
 async def _postgres(url: str) -> AsyncIterator[Persistence]:
-    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
     from langgraph.store.postgres.aio import AsyncPostgresStore
     from psycopg import OperationalError
     from psycopg.rows import dict_row
     from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+    from handoff.service.postgres_saver import LeanPostgresSaver
 
     checks = CheckUnlessFresh()
 
@@ -155,7 +157,7 @@ async def _postgres(url: str) -> AsyncIterator[Persistence]:
         await pool.close()
         raise PersistenceError(f"cannot connect to PostgreSQL at {url}: {exc}") from None
     try:
-        saver = AsyncPostgresSaver(pool, serde=serializer())
+        saver = LeanPostgresSaver(pool, serde=serializer())
         store = AsyncPostgresStore(pool)
         async with pool.connection() as conn:
             await _setup_lock(conn)

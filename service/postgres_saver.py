@@ -1,0 +1,167 @@
+"""LangGraph's async PostgreSQL checkpointer, with each save one statement and no thread hop.
+
+``LeanPostgresSaver`` keeps ``AsyncPostgresSaver``'s tables, rows and reads exactly (a database
+either of them wrote, the other reads; the CLI's sync ``PostgresSaver`` too), and changes only
+how a worker talks to them. Measured on the load benchmark's service (``benchmarks/load.py``),
+the stock saver spent a turn's CPU on:
+
+- a thread hop for every save and load: it serialises writes and deserialises pending writes
+  with ``asyncio.to_thread``, about ten hops a turn, each a pool submit, a wake-up and a
+  cross-thread callback, for payloads of a few hundred bytes;
+- a pipeline per save: the channel blobs as an ``executemany`` and the checkpoint as a second
+  statement, and each task's writes as an ``executemany``, with the pipeline's enter, sync and
+  exit each time;
+- one ``asyncio.Lock`` around every operation, even over a pool, which hands each operation a
+  connection of its own anyway.
+
+Here a checkpoint and its new blobs are one ``INSERT`` (the blobs in a data-modifying ``WITH``,
+so both land or neither), a task's writes are one ``INSERT ... SELECT FROM unnest(...)``, both
+serialised on the event loop, and operations over a pool do not queue on the lock. The SQL
+conflict rules are the stock ones: blobs and ordinary writes keep the first row, special writes
+(errors, interrupts, resumes) the last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any, cast
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    get_serializable_checkpoint_metadata,
+)
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+# LangGraph's marker for a delta channel's snapshot: the stock saver stores it as a blob and
+# leaves True in the checkpoint, and its reader expects exactly that.
+from langgraph.checkpoint.serde.types import _DeltaSnapshot
+from psycopg import AsyncCursor
+from psycopg.rows import DictRow, dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+PUT_SQL = """
+WITH blobs AS (
+    INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
+    SELECT %(thread_id)s, %(ns)s, b.channel, b.version, b.type, b.blob
+    FROM unnest(%(channels)s::text[], %(versions)s::text[], %(types)s::text[], %(blobs)s::bytea[])
+        AS b(channel, version, type, blob)
+    ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
+)
+INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
+VALUES (%(thread_id)s, %(ns)s, %(id)s, %(parent)s, %(checkpoint)s, %(metadata)s)
+ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id)
+DO UPDATE SET checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata
+"""
+
+_WRITES_SQL = """
+INSERT INTO checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
+SELECT %(thread_id)s, %(ns)s, %(id)s, %(task_id)s, %(task_path)s, w.idx, w.channel, w.type, w.blob
+FROM unnest(%(idx)s::int[], %(channels)s::text[], %(types)s::text[], %(blobs)s::bytea[]) AS w(idx, channel, type, blob)
+ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO """
+UPSERT_WRITES_SQL = _WRITES_SQL + "UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob"
+INSERT_WRITES_SQL = _WRITES_SQL + "NOTHING"
+
+
+class LeanPostgresSaver(AsyncPostgresSaver):
+    """``AsyncPostgresSaver`` with one statement per save, no thread hops, and no lock over a pool."""
+
+    @asynccontextmanager
+    async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
+        """A cursor on a connection of the pool's own, with no lock; on one shared connection (or a
+        caller's pipeline) the stock cursor.
+
+        ``pipeline`` is still honoured over a pool: the saves here never ask for it, but the stock
+        methods that do run several statements that must land together (``adelete_thread``'s three
+        deletes are one implicit transaction in a pipeline; without one, a failure part-way left a
+        thread's writes behind its deleted checkpoints)."""
+        if self.pipe is not None or not isinstance(self.conn, AsyncConnectionPool):
+            async with super()._cursor(pipeline=pipeline) as cur:
+                yield cur
+            return
+        async with self.conn.connection() as conn:
+            if not pipeline:  # every save: the plain path, without the exit stack's cost
+                async with conn.cursor(binary=True, row_factory=dict_row) as cur:
+                    yield cur
+                return
+            async with AsyncExitStack() as stack:
+                await stack.enter_async_context(conn.pipeline() if self.supports_pipeline else conn.transaction())
+                yield await stack.enter_async_context(conn.cursor(binary=True, row_factory=dict_row))
+
+    async def aput(
+        self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Save a checkpoint and its changed channels' blobs in one statement."""
+        configurable = config["configurable"]
+        thread_id, ns = configurable["thread_id"], configurable["checkpoint_ns"]
+        inline = dict(checkpoint["channel_values"])
+        channels: list[str] = []
+        versions: list[str] = []
+        types: list[str] = []
+        blobs: list[bytes] = []
+        for name, value in checkpoint["channel_values"].items():
+            if isinstance(value, _DeltaSnapshot):
+                inline[name] = True
+            elif value is None or isinstance(value, str | int | float | bool):
+                continue  # primitives stay inline in the checkpoint's JSON, as the stock saver keeps them
+            else:
+                del inline[name]
+            if name in new_versions:
+                kind, blob = self.serde.dumps_typed(value)
+                channels.append(name)
+                versions.append(cast(str, new_versions[name]))
+                types.append(kind)
+                blobs.append(blob)
+        # In a caller's pipeline the stock save syncs after itself; without that the statement waited,
+        # uncommitted and its errors unseen, for whatever synced the pipeline next.
+        async with self._cursor(pipeline=self.pipe is not None) as cur:
+            await cur.execute(PUT_SQL, {
+                "thread_id": thread_id, "ns": ns, "id": checkpoint["id"],
+                "parent": configurable.get("checkpoint_id"),
+                "checkpoint": Jsonb({**checkpoint, "channel_values": inline}),
+                "metadata": Jsonb(get_serializable_checkpoint_metadata(config, metadata)),
+                "channels": channels, "versions": versions, "types": types, "blobs": blobs,
+            })
+        return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
+
+    async def aput_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = "",
+    ) -> None:
+        """Save a task's writes in one statement."""
+        special = all(channel in WRITES_IDX_MAP for channel, _ in writes)
+        rows: dict[int, tuple[str, str, bytes]] = {}
+        for idx, (channel, value) in enumerate(writes):
+            key = WRITES_IDX_MAP.get(channel, idx)
+            if special or key not in rows:  # one statement may not touch a row twice: keep the stock winner
+                rows[key] = (channel, *self.serde.dumps_typed(value))
+        if not rows:
+            return
+        configurable = config["configurable"]
+        async with self._cursor(pipeline=self.pipe is not None) as cur:  # synced in a caller's pipeline, as in aput
+            await cur.execute(UPSERT_WRITES_SQL if special else INSERT_WRITES_SQL, {
+                "thread_id": configurable["thread_id"], "ns": configurable["checkpoint_ns"],
+                "id": configurable["checkpoint_id"], "task_id": task_id, "task_path": task_path,
+                "idx": list(rows), "channels": [r[0] for r in rows.values()],
+                "types": [r[1] for r in rows.values()], "blobs": [r[2] for r in rows.values()],
+            })
+
+    async def _load_checkpoint_tuple(self, value: DictRow) -> CheckpointTuple:
+        """The stock row-to-tuple conversion, its pending writes decoded here rather than in a thread."""
+        checkpoint = value["checkpoint"]
+        parent = value["parent_checkpoint_id"]
+        ids = {"thread_id": value["thread_id"], "checkpoint_ns": value["checkpoint_ns"]}
+        return CheckpointTuple(
+            {"configurable": {**ids, "checkpoint_id": value["checkpoint_id"]}},
+            {**checkpoint, "channel_values": {**(checkpoint.get("channel_values") or {}),
+                                              **self._load_blobs(value["channel_values"])}},
+            value["metadata"],
+            {"configurable": {**ids, "checkpoint_id": parent}} if parent else None,
+            self._load_writes(value["pending_writes"]),
+        )
