@@ -74,6 +74,7 @@ def worker(argv: list[str]) -> None:
     import uvicorn
 
     from handoff.service.app import create_app
+    from handoff.service.gc_policy import tune_for_serving
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
@@ -86,6 +87,7 @@ def worker(argv: list[str]) -> None:
     profiler = cProfile.Profile(time.thread_time)
     state = {"on": False, "turns": 0}
     app = create_app(args.db)
+    tune_for_serving()  # as the service's own main does
 
     async def profiled(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"].endswith(TURN_SUFFIX):

@@ -49,6 +49,7 @@ from handoff.service.errors import (
     UnsupportedMediaType,
     as_service_error,
 )
+from handoff.service.gc_policy import tune_for_serving
 from handoff.service.guard import CLIENT_KEY, MAX_BODY_BYTES, RequestGuard
 from handoff.service.http_errors import install_error_handlers
 from handoff.service.models import (
@@ -393,4 +394,6 @@ def main() -> None:
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(args.db), host=args.host, port=args.port, log_level=args.log_level)
+    app = create_app(args.db)
+    tune_for_serving()
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
