@@ -158,6 +158,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_service_persistence(url) as persistence:
             service = HandoffService(persistence, model=model, graphs=graphs)
+            for name in service.entries:  # now, not on a first request: a turn never waits on a compile
+                service.graph(name)
             app.state.service = service
             app.state.turns = set()
             try:
