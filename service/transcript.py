@@ -12,6 +12,7 @@ from langgraph.channels import DeltaChannel
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.types import TASKS
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.pregel._checkpoint import LATEST_VERSION as CHECKPOINT_FORMAT  # private: the format runs write
 from langgraph.types import StateSnapshot
 
 from handoff.graphs.journal import HUMAN_TYPES, Journal
@@ -115,10 +116,13 @@ async def settled(graph: CompiledStateGraph, thread_id: str) -> Settled | None:
 
     A turn's first question is whether the thread's last run ended. ``aget_state`` answers it by
     rebuilding every channel (the message window from its delta history too) and the next tasks;
-    the checkpoint row answers it for a run that ended: no pending writes (an interrupt, a finished
-    task of an unsaved step), no pending sends, and no node with a trigger newer than it has seen
-    that holds a value (LangGraph's own rule for the next step's tasks). Such a thread's window is
-    all in the journal, as every node archives the messages it adds.
+    the checkpoint row answers it for a run that ended: a row the run wrote (not ``update_state``), in
+    the format LangGraph writes now, with no pending writes (an interrupt, a finished task of an
+    unsaved step), no pending sends, and no node with a trigger newer than it has seen that holds a
+    value (LangGraph's own rule for the next step's tasks). Such a thread's window is all in the
+    journal, as every node archives the messages it adds; except, through later turns too, an agent's
+    message Studio wrote (never archived) and a fork's window over a journal another branch wrote on
+    (tests/test_service_settled_attacks.py, its xfail tests).
     """
     saver = graph.checkpointer
     if not isinstance(saver, BaseCheckpointSaver) or graph.store is None:
@@ -127,6 +131,10 @@ async def settled(graph: CompiledStateGraph, thread_id: str) -> Settled | None:
     if saved is None:
         return Settled(transcript_len=0)
     checkpoint = saved.checkpoint
+    # a row of an older format is migrated as it is read (triggers renamed, sends moved into a channel),
+    # which only the full read does; a row update_state wrote (Studio) may hold messages no node archived
+    if checkpoint.get("v") != CHECKPOINT_FORMAT or saved.metadata.get("source") != "loop":
+        return None
     if saved.pending_writes or checkpoint["channel_values"].get(TASKS):
         return None
     values, versions = checkpoint["channel_values"], checkpoint["channel_versions"]
@@ -136,9 +144,23 @@ async def settled(graph: CompiledStateGraph, thread_id: str) -> Settled | None:
             version = versions.get(channel)
             if version is None or (channel in seen and not version > seen[channel]):
                 continue
-            # newer than seen, and it counts if the channel holds a value: a consumed trigger is
-            # left out of the values (its version still moves on); a delta channel always is
-            if channel in values or isinstance(graph.channels.get(channel), DeltaChannel):
+            if holds_value(graph, values, channel):  # newer than seen, and it counts: a task to run
                 return None
     length = checkpoint["channel_values"].get("transcript_len", 0)
     return Settled(transcript_len=length) if isinstance(length, int) else None
+
+
+def holds_value(graph: CompiledStateGraph, values: dict[str, Any], channel: str) -> bool:
+    """Whether a trigger ``channel`` holds a value in a checkpoint's ``values``, as LangGraph asks it
+    (the channel restored from its saved value, ``is_available``): a consumed trigger is left out of
+    the values or saved empty (a join's barrier as an empty set) while its version moves on. A delta
+    channel is not in every checkpoint's values, and anything unsure counts as holding one."""
+    spec = graph.channels.get(channel)
+    if spec is None or isinstance(spec, DeltaChannel):
+        return True
+    if channel not in values:
+        return False
+    try:
+        return spec.from_checkpoint(values[channel]).is_available()
+    except Exception:  # a value this channel cannot restore: the full read decides
+        return True
