@@ -17,8 +17,8 @@ from langgraph.graph.state import CompiledStateGraph
 
 from handoff.agents.offline import OfflineChatModel
 from handoff.service.blocking import BlockingHandoffService
-from handoff.service.models import StepEvent
 from handoff.service.transcript import Settled, settled, unfinished
+from tests.support.stopped_turns import stop_after_steps
 
 POSTGRES_URL = os.environ.get("HANDOFF_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 HELLO = "Hi, this is Dana, account ACC-1001, postcode 90210."
@@ -67,14 +67,7 @@ def test_a_thread_stopped_after_any_step_is_not_settled(service: BlockingHandoff
     for stop_at in range(1, 6):
         thread_id = service.start_thread().thread_id
         service.result(service.send(thread_id, HELLO, message_id="m1"))
-        stream = service.send(thread_id, TECHNICAL, message_id="m2")
-        steps = 0
-        for event in stream:  # the worker "dies" after this many steps
-            if isinstance(event, StepEvent):
-                steps += 1
-                if steps == stop_at:
-                    break
-        stream.close()
+        stop_after_steps(service.send(thread_id, TECHNICAL, message_id="m2"), stop_at)
         snapshot = graph.get_state({"configurable": {"thread_id": thread_id}})
         answer = agrees(service, graph, thread_id)
         if unfinished(snapshot):

@@ -54,9 +54,10 @@ from handoff.graphs.registry import GRAPHS, GraphEntry
 from handoff.service.blocking import BlockingHandoffService
 from handoff.service.embedding import HandoffService, agent_names
 from handoff.service.errors import EscalationPending, ServiceError
-from handoff.service.models import AnswerEscalation, StepEvent
+from handoff.service.models import AnswerEscalation
 from handoff.service.storage import is_postgres, open_service_persistence
 from handoff.service.transcript import Settled, settled
+from tests.support.stopped_turns import stop_after_steps
 
 POSTGRES_URL = os.environ.get("HANDOFF_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 WANTS_A_PERSON = "This is useless, I want to speak to a manager."
@@ -405,14 +406,7 @@ def test_a_stream_broken_after_any_step_of_any_graph_is_completed_by_the_next_se
     for stop_at in range(1, STOP_LIMIT):
         thread_id = service.start_thread(graph_name).thread_id
         said(service, thread_id, (demo[0], "m0"))
-        stream = service.send(thread_id, demo[1], message_id="m1")
-        steps = 0
-        for event in stream:  # the worker "dies" after this many steps
-            if isinstance(event, StepEvent):
-                steps += 1
-                if steps == stop_at:
-                    break
-        stream.close()
+        steps = stop_after_steps(service.send(thread_id, demo[1], message_id="m1"), stop_at)
         if agrees_exactly(service, graph, thread_id) is not None:
             if steps < stop_at:
                 break  # the turn ran to its end before the stream was broken
