@@ -78,14 +78,7 @@ from handoff.service.models import (
     TurnResponse,
 )
 from handoff.service.storage import open_service_persistence
-from handoff.service.transcript import (
-    SentBefore,
-    chat_messages,
-    find_sent,
-    pending_escalation,
-    settled,
-    unfinished,
-)
+from handoff.service.transcript import chat_messages, find_sent, pending_escalation, settled, unfinished
 from handoff.service.turns import TurnStream, complete_run, replay_turn, run_turn
 from handoff.service.turns import config as _config
 from handoff.state import HandoffRecord
@@ -266,55 +259,37 @@ class HandoffService:
         graph_input = admitted({"messages": [message]})
         lock = await self._acquire(thread_id)
         try:
-            # most threads ended their last run: their checkpoint row says so, and what the
-            # resend check needs, without rebuilding the state
+            # most threads ended their last run: their checkpoint row says so, and gives what the
+            # resend check needs, without rebuilding the state; only the others are read whole
             ended = await settled(graph, thread_id)
-            if ended is not None:
-                if message_id is not None:
-                    values = {"transcript_len": ended.transcript_len}
-                    sent = await find_sent(Journal(graph.store, thread_id), values, message_id)
-                    if sent is not None:
-                        return self._resent(graph, info.graph, thread_id, text, sent, lock, unfinished=False)
-                return TurnStream(run_turn(graph, info.graph, thread_id, graph_input, lock, message.id), lock)
-            snapshot = await graph.aget_state(_config(thread_id))
+            snapshot = None if ended is not None else await graph.aget_state(_config(thread_id))
             if message_id is not None:
-                sent = await find_sent(Journal(graph.store, thread_id), snapshot.values or {}, message_id)
+                values = (snapshot.values or {}) if snapshot is not None else {"transcript_len": ended.transcript_len}
+                sent = await find_sent(Journal(graph.store, thread_id), values, message_id)
                 if sent is not None:
-                    return self._resent(graph, info.graph, thread_id, text, sent, lock,
-                                        unfinished=unfinished(snapshot))
-            if unfinished(snapshot):
-                await complete_run(graph, info.graph, thread_id, lock)
-                snapshot = await graph.aget_state(_config(thread_id))
-            pending = pending_escalation(snapshot)
-            if pending is not None:
-                raise EscalationPending(
-                    f"thread {thread_id!r} is waiting for a person to answer escalation {pending.id!r}; "
-                    "answer it before sending another message"
-                )
+                    if str(sent.message.content) != text:
+                        raise MessageIdReused(
+                            f"message_id {message_id!r} was already used on thread {thread_id!r} "
+                            "for a different message; use a new id for a new message")
+                    log.info("duplicate message thread=%s message_id=%s", thread_id, message_id)
+                    if sent.latest and snapshot is not None and unfinished(snapshot):
+                        return TurnStream(run_turn(graph, info.graph, thread_id, None, lock, message_id,
+                                                   duplicate=True), lock)
+                    return TurnStream(replay_turn(graph, thread_id, sent, lock), lock)
+            if snapshot is not None:
+                if unfinished(snapshot):
+                    await complete_run(graph, info.graph, thread_id, lock)
+                    snapshot = await graph.aget_state(_config(thread_id))
+                pending = pending_escalation(snapshot)
+                if pending is not None:
+                    raise EscalationPending(
+                        f"thread {thread_id!r} is waiting for a person to answer escalation {pending.id!r}; "
+                        "answer it before sending another message"
+                    )
             return TurnStream(run_turn(graph, info.graph, thread_id, graph_input, lock, message.id), lock)
         except BaseException:
             await lock.release()
             raise
-
-    @staticmethod
-    def _resent(
-        graph: CompiledStateGraph, graph_name: str, thread_id: str, text: str, sent: SentBefore, lock: TurnLock,
-        *, unfinished: bool,
-    ) -> TurnStream:
-        """The stream for a message the thread holds already: its interrupted turn completed, or
-        the outcome it had.
-
-        Raises:
-            MessageIdReused: the id came with a different text.
-        """
-        message_id = str(sent.message.id)
-        if str(sent.message.content) != text:
-            raise MessageIdReused(f"message_id {message_id!r} was already used on thread {thread_id!r} "
-                                  "for a different message; use a new id for a new message")
-        log.info("duplicate message thread=%s message_id=%s", thread_id, message_id)
-        if sent.latest and unfinished:
-            return TurnStream(run_turn(graph, graph_name, thread_id, None, lock, message_id, duplicate=True), lock)
-        return TurnStream(replay_turn(graph, thread_id, sent, lock), lock)
 
     async def answer(self, thread_id: str, answer: AnswerEscalation, *, owner: str | None = None) -> TurnStream:
         """Resume the thread with a person's answer (``Command(resume=...)``); returns the event stream.

@@ -146,7 +146,7 @@ async def settled(graph: CompiledStateGraph, thread_id: str) -> Settled | None:
                 continue
             if holds_value(graph, values, channel):  # newer than seen, and it counts: a task to run
                 return None
-    length = checkpoint["channel_values"].get("transcript_len", 0)
+    length = values.get("transcript_len", 0)
     return Settled(transcript_len=length) if isinstance(length, int) else None
 
 
