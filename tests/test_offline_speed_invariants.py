@@ -200,3 +200,31 @@ def test_async_streaming_gives_the_sync_stream() -> None:
     for messages, tools in prompts()[:40]:
         sync = [c.message for c in model._stream(messages, tools=tools)]
         assert [fields(c) for c in asyncio.run(chunks(messages, tools))] == [fields(c) for c in sync]
+
+
+def _case_blind(text: str) -> list[tuple[str, ...]]:
+    """The phrase table read the way it was written: every pattern compiled with ``re.IGNORECASE``."""
+    from handoff.agents.offline_lexicon import _GROUPS
+
+    return [tuple(words.split()) for pattern, words in _GROUPS if re.search(pattern, text, re.IGNORECASE)]
+
+
+def test_the_phrase_table_ignores_case_as_ignorecase_did() -> None:
+    """The table matches a lower-cased text with case-sensitive patterns (a third of the cost of
+    ``re.IGNORECASE``); every text, shouted, mixed or plain, must find the groups it found before."""
+    corpus = texts()
+    variants = [v for t in corpus for v in (t, t.upper(), t.swapcase(), t.title())]
+    variants += ["MY WIFI KEEPS DROPPING", "NetFlix BUFFERS", "Can I Speak To A Real Person?",
+                 "I WANT A REFUND on INV-2002", "Der Router blinkt ÄÖÜ", "ÉCHEC: no SIGNAL",
+                 "the \u212a router", "İstanbul office OPENING HOURS"]
+    got = [list(matched_groups.__wrapped__(t)) for t in variants]  # type: ignore[attr-defined]
+    assert got == [_case_blind(t) for t in variants]
+    assert sum(bool(g) for g in got) > len(variants) // 2
+
+
+def test_every_phrase_pattern_is_written_in_lower_case() -> None:
+    """A capital letter in a pattern (outside an escape such as ``\\W``) could never match a lower-cased text."""
+    from handoff.agents.offline_lexicon import _GROUPS
+
+    capitals = [p for p, _ in _GROUPS if re.search(r"[A-Z]", re.sub(r"\\.", "", p))]
+    assert capitals == []
