@@ -16,11 +16,12 @@ not on how long the conversation is.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from langchain_core.messages import BaseMessage, messages_from_dict, messages_to_dict
+from langchain_core.messages import BaseMessage, HumanMessage, messages_from_dict, messages_to_dict
 from langgraph.store.base import BaseStore, GetOp, Item, PutOp
 
 from handoff.agents.ledger import store_label
@@ -28,12 +29,20 @@ from handoff.state import HandoffRecord, records_of
 
 TRANSCRIPT = "transcript"
 HANDOFFS = "handoffs"
+SENT = "sent"
+"""Each user message's position, keyed by its id: telling a resent message from a new one is one
+keyed read, not a read of the thread's recent messages (service/transcript.py, ``find_sent``)."""
 BATCH = 500
 """Items per store batch when reading a long stretch of the journal."""
 
 
 def _key(seq: int) -> str:
     return f"{seq:09d}"
+
+
+def sent_key(message_id: str) -> str:
+    """The ``SENT`` key of a message id: a fixed-length digest, as ids come from clients and may be long."""
+    return hashlib.blake2b(message_id.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 DEFAULT_FIELDS: dict[str, Any] = {
@@ -99,12 +108,25 @@ class Journal:
         for message in messages:
             if message.id is None:
                 message.id = str(uuid.uuid4())
-        self._write(TRANSCRIPT, start, [slim_message_dict(d) for d in messages_to_dict(list(messages))])
+        sent = self.namespace(SENT)
+        self._put([*self._puts(TRANSCRIPT, start, [slim_message_dict(d) for d in messages_to_dict(list(messages))]),
+                   *(PutOp(sent, sent_key(m.id), {"at": start + i}, index=False)
+                     for i, m in enumerate(messages) if isinstance(m, HumanMessage) and m.id)])
         return start + len(messages)
+
+    async def asent_at(self, message_id: str) -> int | None:
+        """The position the user message ``message_id`` was last stored at, or None: never stored, or
+        stored before the journal kept positions by id. The position may since hold another message
+        (time travel in place writes over what followed its checkpoint): check it."""
+        if self.store is None:
+            return None
+        item = await self.store.aget(self.namespace(SENT), sent_key(message_id))
+        at = item.value.get("at") if item is not None and isinstance(item.value, dict) else None
+        return at if isinstance(at, int) else None
 
     def append_record(self, seq: int, record: HandoffRecord) -> None:
         """Store handoff record number ``seq`` (0-based)."""
-        self._write(HANDOFFS, seq, [record.model_dump(mode="json", exclude_none=True)])
+        self._put(self._puts(HANDOFFS, seq, [record.model_dump(mode="json", exclude_none=True)]))
 
     def messages(self, upto: int, last: int | None = None) -> list[BaseMessage]:
         """Messages at positions ``[upto-last, upto)`` (all before ``upto`` when last is None)."""
@@ -163,11 +185,14 @@ class Journal:
         for first in range(start, upto, BATCH):
             yield [GetOp(ns, _key(seq)) for seq in range(first, min(first + BATCH, upto))]
 
-    def _write(self, kind: str, start: int, values: Sequence[dict[str, Any]]) -> None:
-        if self.store is None or not values:
-            return
+    def _puts(self, kind: str, start: int, values: Sequence[dict[str, Any]]) -> list[PutOp]:
         ns = self.namespace(kind)
-        puts = [PutOp(ns, _key(start + i), value, index=False) for i, value in enumerate(values)]
+        return [PutOp(ns, _key(start + i), value, index=False) for i, value in enumerate(values)]
+
+    def _put(self, puts: list[PutOp]) -> None:
+        """Write ``puts`` in one store batch, or keep them for ``flush`` (deferred)."""
+        if self.store is None or not puts:
+            return
         if self.deferred:
             self._pending.extend(puts)
         else:

@@ -87,6 +87,10 @@ THREADS_NAMESPACE = ("handoff", "threads")
 """Store namespace of the service's thread registry: thread id -> graph name, creation time, owner."""
 NOT_AGENTS = frozenset({"__start__", "__end__", INTAKE, GATE})
 TRANSCRIPT_LIMIT = 200
+SENT_INDEX = "sent_index"
+"""A registration's mark that the thread's journal keeps every user message's position by id
+(graphs/journal.py, ``SENT``) from its first message on, so a resent message is found, or known new,
+with one keyed read. Threads registered before the journal did so lack it and are read as before."""
 REGISTRATIONS_KEPT = 10_000
 """Thread registrations a service keeps in memory (most recently used): a registration never changes
 once written, so every request on a thread after the first needs no store read to find it."""
@@ -170,7 +174,7 @@ class HandoffService:
         self.graph(graph)
         thread_id = checked_thread_id(uuid.uuid4().hex)  # the id every entry point will check again
         info = ThreadInfo(thread_id=thread_id, graph=graph, created_at=datetime.now(UTC))
-        value = {**info.model_dump(mode="json", exclude={"thread_id"}), "owner": owner}
+        value = {**info.model_dump(mode="json", exclude={"thread_id"}), "owner": owner, SENT_INDEX: True}
         await self.persistence.store.aput(THREADS_NAMESPACE, info.thread_id, value, index=False)
         self._remember(info.thread_id, value)
         log.info("thread started thread=%s graph=%s owner=%s", info.thread_id, graph, owner or "-")
@@ -188,6 +192,11 @@ class HandoffService:
             InvalidInput: ``thread_id`` is not a thread id (graphs/boundary.py), e.g. it holds a NUL.
             ThreadNotFound: never started here, or (with ``owner``) started by someone else.
         """
+        value = await self._registration(thread_id, owner=owner)
+        return ThreadInfo(thread_id=thread_id, graph=value["graph"], created_at=value["created_at"])
+
+    async def _registration(self, thread_id: str, *, owner: str | None = None) -> dict[str, Any]:
+        """The thread's stored registration; raises as ``thread`` does."""
         checked_thread_id(thread_id)
         value = self._registrations.get(thread_id)
         if value is None:
@@ -199,7 +208,7 @@ class HandoffService:
             self._registrations.move_to_end(thread_id)
         if value is None or (owner is not None and value.get("owner") != owner):
             raise ThreadNotFound(f"no thread {thread_id!r}; start one with POST /threads")
-        return ThreadInfo(thread_id=thread_id, graph=value["graph"], created_at=value["created_at"])
+        return value
 
     def _remember(self, thread_id: str, value: dict[str, Any]) -> None:
         self._registrations[thread_id] = value
@@ -253,8 +262,9 @@ class HandoffService:
         ThreadBusy, EscalationPending, MessageIdReused, PersistenceUnavailable, TurnInterrupted,
         TurnFailed.
         """
-        info = await self.thread(thread_id, owner=owner)
-        graph = self.graph(info.graph)
+        registration = await self._registration(thread_id, owner=owner)
+        graph_name = registration["graph"]
+        graph = self.graph(graph_name)
         message = HumanMessage(content=text, id=message_id or uuid.uuid4().hex)
         graph_input = admitted({"messages": [message]})
         lock = await self._acquire(thread_id)
@@ -265,7 +275,8 @@ class HandoffService:
             snapshot = None if ended is not None else await graph.aget_state(_config(thread_id))
             if message_id is not None:
                 values = (snapshot.values or {}) if snapshot is not None else {"transcript_len": ended.transcript_len}
-                sent = await find_sent(Journal(graph.store, thread_id), values, message_id)
+                sent = await find_sent(Journal(graph.store, thread_id), values, message_id,
+                                       indexed=bool(registration.get(SENT_INDEX)))
                 if sent is not None:
                     if str(sent.message.content) != text:
                         raise MessageIdReused(
@@ -273,12 +284,12 @@ class HandoffService:
                             "for a different message; use a new id for a new message")
                     log.info("duplicate message thread=%s message_id=%s", thread_id, message_id)
                     if sent.latest and snapshot is not None and unfinished(snapshot):
-                        return TurnStream(run_turn(graph, info.graph, thread_id, None, lock, message_id,
+                        return TurnStream(run_turn(graph, graph_name, thread_id, None, lock, message_id,
                                                    duplicate=True), lock)
                     return TurnStream(replay_turn(graph, thread_id, sent, lock), lock)
             if snapshot is not None:
                 if unfinished(snapshot):
-                    await complete_run(graph, info.graph, thread_id, lock)
+                    await complete_run(graph, graph_name, thread_id, lock)
                     snapshot = await graph.aget_state(_config(thread_id))
                 pending = pending_escalation(snapshot)
                 if pending is not None:
@@ -286,7 +297,7 @@ class HandoffService:
                         f"thread {thread_id!r} is waiting for a person to answer escalation {pending.id!r}; "
                         "answer it before sending another message"
                     )
-            return TurnStream(run_turn(graph, info.graph, thread_id, graph_input, lock, message.id), lock)
+            return TurnStream(run_turn(graph, graph_name, thread_id, graph_input, lock, message.id), lock)
         except BaseException:
             await lock.release()
             raise

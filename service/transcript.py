@@ -75,20 +75,37 @@ class SentBefore:
     """It is the thread's most recent user message."""
 
 
-async def find_sent(journal: Journal, values: Mapping[str, Any], message_id: str) -> SentBefore | None:
+async def find_sent(journal: Journal, values: Mapping[str, Any], message_id: str, *,
+                    indexed: bool = False) -> SentBefore | None:
     """The user message ``message_id`` if the thread holds it: in the checkpoint's window
-    (where it is before the turn's first node has archived it) or among the journal's last ``LOOKBACK`` messages."""
+    (where it is before the turn's first node has archived it) or among the journal's last ``LOOKBACK`` messages.
+
+    ``indexed``: the journal has kept every user message's position by id since the thread began (its
+    registration says so), so one keyed read finds the message or shows it is new; otherwise, and
+    when the position found holds another message now (time travel in place), the last ``LOOKBACK``
+    positions are read and searched."""
     found = _find(list(values.get("messages") or []), message_id)
-    if found is None:
-        upto = int(values.get("transcript_len") or 0)
-        stored = await journal.aread_transcript(max(0, upto - LOOKBACK), upto)
-        # almost every message is new and found nowhere: compare the stored ids, make messages of
-        # what follows the one found only
-        at = next((i for i, item in enumerate(stored)
-                   if item.get("type") in HUMAN_TYPES and (item.get("data") or {}).get("id") == message_id), None)
-        if at is not None:
-            found = _find(messages_from_dict(stored[at:]), message_id)
-    return found
+    if found is not None:
+        return found
+    upto = int(values.get("transcript_len") or 0)
+    start = max(0, upto - LOOKBACK)
+    if indexed:
+        at = await journal.asent_at(message_id)
+        if at is None or not start <= at < upto:  # new, beyond the lookback, or past this checkpoint's history
+            return None
+        stored = await journal.aread_transcript(at, upto)
+        if stored and _holds(stored[0], message_id):
+            return _find(messages_from_dict(stored), message_id)
+    stored = await journal.aread_transcript(start, upto)
+    # almost every message is new and found nowhere: compare the stored ids, make messages of
+    # what follows the one found only
+    at = next((i for i, item in enumerate(stored) if _holds(item, message_id)), None)
+    return _find(messages_from_dict(stored[at:]), message_id) if at is not None else None
+
+
+def _holds(item: dict[str, Any], message_id: str) -> bool:
+    """Whether a stored journal item is the user message ``message_id``."""
+    return item.get("type") in HUMAN_TYPES and (item.get("data") or {}).get("id") == message_id
 
 
 def _find(messages: list[BaseMessage], message_id: str) -> SentBefore | None:
