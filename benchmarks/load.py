@@ -73,7 +73,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from langgraph.store.base import BaseStore, PutOp
 
 from handoff.agents.offline import OfflineChatModel
-from handoff.graphs.journal import HANDOFFS, TRANSCRIPT, Journal
+from handoff.graphs.journal import HANDOFFS, SENT, TRANSCRIPT, Journal
 from handoff.graphs.registry import GRAPHS
 from handoff.service.blocking import BlockingHandoffService
 from handoff.service.embedding import THREADS_NAMESPACE
@@ -607,7 +607,7 @@ def delete_thread(svc: BlockingHandoffService, thread_id: str) -> None:
     svc.persistence.checkpointer.delete_thread(thread_id)
     journal = Journal(store, thread_id)
     ops = [PutOp(THREADS_NAMESPACE, thread_id, None)]
-    for kind in (TRANSCRIPT, HANDOFFS):
+    for kind in (TRANSCRIPT, HANDOFFS, SENT):
         ns = journal.namespace(kind)
         ops += [PutOp(ns, key, None) for key, _ in _items(store, ns, 10_000)]
     store.batch(ops)
