@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from math import isfinite
 from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
@@ -109,8 +110,9 @@ class LeanPostgresSaver(AsyncPostgresSaver):
         for name, value in checkpoint["channel_values"].items():
             if isinstance(value, _DeltaSnapshot):
                 inline[name] = True
-            elif value is None or isinstance(value, str | int | float | bool):
+            elif value is None or isinstance(value, str | int | bool) or (isinstance(value, float) and isfinite(value)):
                 continue  # primitives stay inline in the checkpoint's JSON, as the stock saver keeps them
+            # NaN and infinities too go to a blob: JSON cannot hold them (service/pg_json.py writes null)
             else:
                 del inline[name]
             if name in new_versions:

@@ -133,6 +133,7 @@ async def _postgres(url: str) -> AsyncIterator[Persistence]:
     from psycopg.rows import dict_row
     from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+    from handoff.service import pg_json
     from handoff.service.postgres_saver import LeanPostgresSaver
 
     checks = CheckUnlessFresh()
@@ -149,7 +150,7 @@ async def _postgres(url: str) -> AsyncIterator[Persistence]:
     pool: Any = CheckedPool(
         url, min_size=1, max_size=POOL_SIZE, timeout=CONNECT_WAIT, open=False, name="handoff-persistence",
         kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
-        check=checks.check,
+        check=checks.check, configure=pg_json.configure,
     )
     try:
         await pool.open(wait=True, timeout=CONNECT_WAIT)
