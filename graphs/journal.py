@@ -111,7 +111,7 @@ class Journal:
         sent = self.namespace(SENT)
         self._put([*self._puts(TRANSCRIPT, start, [slim_message_dict(d) for d in messages_to_dict(list(messages))]),
                    *(PutOp(sent, sent_key(m.id), {"at": start + i}, index=False)
-                     for i, m in enumerate(messages) if isinstance(m, HumanMessage) and m.id)])
+                     for i, m in enumerate(messages) if isinstance(m, HumanMessage) and m.id is not None)])
         return start + len(messages)
 
     async def asent_at(self, message_id: str) -> int | None:

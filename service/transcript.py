@@ -4,12 +4,12 @@ message sent before."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage, messages_from_dict
 from langgraph.channels import DeltaChannel
-from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.checkpoint.serde.types import TASKS
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.pregel._checkpoint import LATEST_VERSION as CHECKPOINT_FORMAT  # private: the format runs write
@@ -82,8 +82,10 @@ async def find_sent(journal: Journal, values: Mapping[str, Any], message_id: str
 
     ``indexed``: the journal has kept every user message's position by id since the thread began (its
     registration says so), so one keyed read finds the message or shows it is new; otherwise, and
-    when the position found holds another message now (time travel in place), the last ``LOOKBACK``
-    positions are read and searched."""
+    when the position found is past the checkpoint's history or holds another message now (time travel),
+    the last ``LOOKBACK`` positions are read and searched. One answer differs from the scan's: an id the
+    thread stored twice within the lookback (Studio running a user message again) is found at its latest
+    copy, where the scan finds the first (tests/test_sent_index_attacks.py)."""
     found = _find(list(values.get("messages") or []), message_id)
     if found is not None:
         return found
@@ -91,11 +93,14 @@ async def find_sent(journal: Journal, values: Mapping[str, Any], message_id: str
     start = max(0, upto - LOOKBACK)
     if indexed:
         at = await journal.asent_at(message_id)
-        if at is None or not start <= at < upto:  # new, beyond the lookback, or past this checkpoint's history
+        if at is None or at < start:  # never stored, or last stored beyond the lookback (so every copy is)
             return None
-        stored = await journal.aread_transcript(at, upto)
-        if stored and _holds(stored[0], message_id):
-            return _find(messages_from_dict(stored), message_id)
+        if at < upto:
+            stored = await journal.aread_transcript(at, upto)
+            if stored and _holds(stored[0], message_id):
+                return _find(messages_from_dict(stored), message_id)
+        # last stored past this checkpoint's history (a branch time travel left, a step never saved), or
+        # its position since written over: an earlier copy may be in the lookback, which the scan finds
     stored = await journal.aread_transcript(start, upto)
     # almost every message is new and found nowhere: compare the stored ids, make messages of
     # what follows the one found only
@@ -125,6 +130,9 @@ class Settled:
 
     transcript_len: int
     """Messages the journal holds for it; every message of its checkpoint's window is among them."""
+    saved: CheckpointTuple | None = field(default=None, compare=False, repr=False)
+    """The checkpoint this was read from (None: the thread has none yet), for the run to start from
+    (service/primed.py)."""
 
 
 async def settled(graph: CompiledStateGraph, thread_id: str) -> Settled | None:
@@ -146,7 +154,7 @@ async def settled(graph: CompiledStateGraph, thread_id: str) -> Settled | None:
         return None
     saved = await saver.aget_tuple({"configurable": {"thread_id": thread_id}})
     if saved is None:
-        return Settled(transcript_len=0)
+        return Settled(transcript_len=0, saved=None)
     checkpoint = saved.checkpoint
     # a row of an older format is migrated as it is read (triggers renamed, sends moved into a channel),
     # which only the full read does; a row update_state wrote (Studio) may hold messages no node archived
@@ -164,7 +172,7 @@ async def settled(graph: CompiledStateGraph, thread_id: str) -> Settled | None:
             if holds_value(graph, values, channel):  # newer than seen, and it counts: a task to run
                 return None
     length = values.get("transcript_len", 0)
-    return Settled(transcript_len=length) if isinstance(length, int) else None
+    return Settled(transcript_len=length, saved=saved) if isinstance(length, int) else None
 
 
 def holds_value(graph: CompiledStateGraph, values: dict[str, Any], channel: str) -> bool:
