@@ -297,7 +297,8 @@ class HandoffService:
                         f"thread {thread_id!r} is waiting for a person to answer escalation {pending.id!r}; "
                         "answer it before sending another message"
                     )
-            return TurnStream(run_turn(graph, graph_name, thread_id, graph_input, lock, message.id), lock)
+            return TurnStream(run_turn(graph, graph_name, thread_id, graph_input, lock, message.id, start=ended),
+                              lock)
         except BaseException:
             await lock.release()
             raise

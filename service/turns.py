@@ -34,6 +34,7 @@ from langgraph.graph.state import CompiledStateGraph
 from handoff.graphs.journal import Journal
 from handoff.graphs.session import HandoffSession
 from handoff.graphs.streaming import Item, TokenTranslator, aitems, speaking_agents
+from handoff.service import primed
 from handoff.service.errors import as_service_error
 from handoff.service.locks import TurnLock
 from handoff.service.models import (
@@ -46,7 +47,7 @@ from handoff.service.models import (
     TurnEvent,
     TurnResponse,
 )
-from handoff.service.transcript import SentBefore, chat_messages, find_sent, pending_escalation
+from handoff.service.transcript import SentBefore, Settled, chat_messages, find_sent, pending_escalation
 from handoff.state import HandoffEvent
 
 log = logging.getLogger("handoff.service")
@@ -98,18 +99,25 @@ def config(thread_id: str) -> dict[str, Any]:
 
 async def stream_run(
     graph: CompiledStateGraph, graph_name: str, thread_id: str, graph_input: Any, lock: TurnLock,
-    *, tokens: bool = False,
+    *, tokens: bool = False, start: Settled | None = None,
 ) -> AsyncIterator[Item]:
     """The graph's ``(namespace, mode, chunk)`` stream for one run (``HandoffSession``'s stream options,
     whose ``values`` make the last chunk the turn's outcome), checking the
-    lock after every step; with the models' tokens (``messages``, subgraphs' too) when ``tokens``."""
+    lock after every step; with the models' tokens (``messages``, subgraphs' too) when ``tokens``.
+    ``start``: the thread's latest checkpoint as the turn read it under the lock, which the run
+    starts from instead of reading it again (service/primed.py)."""
     run_config = HandoffSession(graph, thread_id, graph_name=graph_name).config
-    stream = graph.astream(graph_input, run_config,
-                           **(HandoffSession.TOKEN_STREAM if tokens else HandoffSession.STREAM))
-    async for namespace, mode, chunk in aitems(stream, subgraphs=tokens):
-        yield namespace, mode, chunk
-        if mode == "updates" and not namespace:
-            await lock.check()
+    if start is not None:
+        primed.prime(thread_id, start.saved)
+    try:
+        stream = graph.astream(graph_input, run_config,
+                               **(HandoffSession.TOKEN_STREAM if tokens else HandoffSession.STREAM))
+        async for namespace, mode, chunk in aitems(stream, subgraphs=tokens):
+            yield namespace, mode, chunk
+            if mode == "updates" and not namespace:
+                await lock.check()
+    finally:
+        primed.unprime()
 
 
 async def complete_run(graph: CompiledStateGraph, graph_name: str, thread_id: str, lock: TurnLock) -> None:
@@ -128,7 +136,7 @@ async def complete_run(graph: CompiledStateGraph, graph_name: str, thread_id: st
 
 async def run_turn(
     graph: CompiledStateGraph, graph_name: str, thread_id: str, graph_input: Any, lock: TurnLock,
-    message_id: str | None, *, duplicate: bool = False,
+    message_id: str | None, *, duplicate: bool = False, start: Settled | None = None,
 ) -> AsyncGenerator[TurnEvent, None]:
     """The events of one run: handoff events, tokens, steps, messages, then escalation and done (or error).
 
@@ -140,6 +148,7 @@ async def run_turn(
         lock: The thread's lock, held; released before the last event.
         message_id: The user message this turn answers (None for an escalation answer).
         duplicate: The message had been accepted before (this completes its interrupted turn).
+        start: The thread's latest checkpoint as the turn read it, for the run to start from.
     """
     started = time.monotonic()
     events: list[HandoffEvent] = []
@@ -150,7 +159,7 @@ async def run_turn(
     try:
         try:
             async for namespace, mode, chunk in stream_run(graph, graph_name, thread_id, graph_input, lock,
-                                                           tokens=STREAM_TOKENS.get()):
+                                                           tokens=STREAM_TOKENS.get(), start=start):
                 for token in tokens.feed(mode, chunk, namespace):
                     yield token
                 if namespace:
