@@ -15,8 +15,10 @@ the stock saver spent a turn's CPU on:
   connection of its own anyway.
 
 Here a checkpoint and its new blobs are one ``INSERT`` (the blobs in a data-modifying ``WITH``,
-so both land or neither), a task's writes are one ``INSERT ... SELECT FROM unnest(...)``, both
-serialised on the event loop, and operations over a pool do not queue on the lock. The SQL
+so both land or neither), a task's writes are one multi-row ``INSERT``, both serialised on the
+event loop, and operations over a pool do not queue on the lock. Rows are ``VALUES`` of scalar
+parameters, which psycopg adapts in C; arrays for ``unnest`` were adapted in Python, at 395 against
+228 microseconds of CPU per statement on this project's load machine (two writes). The SQL
 conflict rules are the stock ones: blobs and ordinary writes keep the first row, special writes
 (errors, interrupts, resumes) the last.
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import lru_cache
 from math import isfinite
 from typing import Any, cast
 
@@ -49,27 +52,43 @@ from psycopg_pool import AsyncConnectionPool
 
 from handoff.service import primed
 
-PUT_SQL = """
-WITH blobs AS (
-    INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
-    SELECT %(thread_id)s, %(ns)s, b.channel, b.version, b.type, b.blob
-    FROM unnest(%(channels)s::text[], %(versions)s::text[], %(types)s::text[], %(blobs)s::bytea[])
-        AS b(channel, version, type, blob)
-    ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
-)
+_CHECKPOINT_SQL = """
 INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
-VALUES (%(thread_id)s, %(ns)s, %(id)s, %(parent)s, %(checkpoint)s, %(metadata)s)
+VALUES (%s, %s, %s, %s, %s, %s)
 ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id)
 DO UPDATE SET checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata
 """
+_WRITES_CONFLICT = {
+    True: "UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob",
+    False: "NOTHING",
+}
+MAX_ROWS = 1000
+"""Rows one statement carries as parameters: a statement may hold at most 65,535 (nine a write)."""
 
-_WRITES_SQL = """
-INSERT INTO checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
-SELECT %(thread_id)s, %(ns)s, %(id)s, %(task_id)s, %(task_path)s, w.idx, w.channel, w.type, w.blob
-FROM unnest(%(idx)s::int[], %(channels)s::text[], %(types)s::text[], %(blobs)s::bytea[]) AS w(idx, channel, type, blob)
-ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO """
-UPSERT_WRITES_SQL = _WRITES_SQL + "UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob"
-INSERT_WRITES_SQL = _WRITES_SQL + "NOTHING"
+
+@lru_cache(maxsize=128)
+def blobs_sql(blobs: int) -> str:
+    """``blobs`` blob rows, kept where they already are (a blob is immutable under its version)."""
+    rows = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * blobs)
+    return (f"INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob) VALUES {rows} "
+            "ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING")
+
+
+@lru_cache(maxsize=128)
+def put_sql(blobs: int) -> str:
+    """A checkpoint with ``blobs`` new blobs in one statement: the blobs in a data-modifying ``WITH``, so both
+    land or neither. Rows as ``VALUES``, each value a parameter: psycopg adapts scalars in C, where the
+    arrays an ``unnest`` takes were adapted in Python at nearly twice the CPU per statement."""
+    return f"WITH blobs AS ({blobs_sql(blobs)}) {_CHECKPOINT_SQL}" if blobs else _CHECKPOINT_SQL
+
+
+@lru_cache(maxsize=128)
+def writes_sql(rows: int, upsert: bool) -> str:
+    """A task's ``rows`` writes in one statement: special writes replace what is there, others never do."""
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * rows)
+    return ("INSERT INTO checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, "
+            f"type, blob) VALUES {values} ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) "
+            f"DO {_WRITES_CONFLICT[upsert]}")
 
 
 class LeanPostgresSaver(AsyncPostgresSaver):
@@ -113,10 +132,7 @@ class LeanPostgresSaver(AsyncPostgresSaver):
         configurable = config["configurable"]
         thread_id, ns = configurable["thread_id"], configurable["checkpoint_ns"]
         inline = dict(checkpoint["channel_values"])
-        channels: list[str] = []
-        versions: list[str] = []
-        types: list[str] = []
-        blobs: list[bytes] = []
+        rows: list[Any] = []  # each new blob's six columns, one after the other
         for name, value in checkpoint["channel_values"].items():
             if isinstance(value, _DeltaSnapshot):
                 inline[name] = True
@@ -126,21 +142,18 @@ class LeanPostgresSaver(AsyncPostgresSaver):
             else:
                 del inline[name]
             if name in new_versions:
-                kind, blob = self.serde.dumps_typed(value)
-                channels.append(name)
-                versions.append(cast(str, new_versions[name]))
-                types.append(kind)
-                blobs.append(blob)
+                rows += (thread_id, ns, name, cast(str, new_versions[name]), *self.serde.dumps_typed(value))
+        saved = (thread_id, ns, checkpoint["id"], configurable.get("checkpoint_id"),
+                 Jsonb({**checkpoint, "channel_values": inline}),
+                 Jsonb(get_serializable_checkpoint_metadata(config, metadata)))
         # In a caller's pipeline the stock save syncs after itself; without that the statement waited,
-        # uncommitted and its errors unseen, for whatever synced the pipeline next.
-        async with self._cursor(pipeline=self.pipe is not None) as cur:
-            await cur.execute(PUT_SQL, {
-                "thread_id": thread_id, "ns": ns, "id": checkpoint["id"],
-                "parent": configurable.get("checkpoint_id"),
-                "checkpoint": Jsonb({**checkpoint, "channel_values": inline}),
-                "metadata": Jsonb(get_serializable_checkpoint_metadata(config, metadata)),
-                "channels": channels, "versions": versions, "types": types, "blobs": blobs,
-            })
+        # uncommitted and its errors unseen, for whatever synced the pipeline next. More blobs than one
+        # statement carries go first, in the same transaction.
+        async with self._cursor(pipeline=self.pipe is not None or len(rows) > 6 * MAX_ROWS) as cur:
+            while len(rows) > 6 * MAX_ROWS:
+                await cur.execute(blobs_sql(MAX_ROWS), rows[:6 * MAX_ROWS])
+                rows = rows[6 * MAX_ROWS:]
+            await cur.execute(put_sql(len(rows) // 6), [*rows, *saved])
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
 
     async def aput_writes(
@@ -156,13 +169,18 @@ class LeanPostgresSaver(AsyncPostgresSaver):
         if not rows:
             return
         configurable = config["configurable"]
-        async with self._cursor(pipeline=self.pipe is not None) as cur:  # synced in a caller's pipeline, as in aput
-            await cur.execute(UPSERT_WRITES_SQL if special else INSERT_WRITES_SQL, {
-                "thread_id": configurable["thread_id"], "ns": configurable["checkpoint_ns"],
-                "id": configurable["checkpoint_id"], "task_id": task_id, "task_path": task_path,
-                "idx": list(rows), "channels": [r[0] for r in rows.values()],
-                "types": [r[1] for r in rows.values()], "blobs": [r[2] for r in rows.values()],
-            })
+        ids = (configurable["thread_id"], configurable["checkpoint_ns"], configurable["checkpoint_id"], task_id,
+               task_path)
+        items = list(rows.items())
+        # synced in a caller's pipeline, as in aput; a task with more writes than one statement carries
+        # saves them in one transaction
+        async with self._cursor(pipeline=self.pipe is not None or len(items) > MAX_ROWS) as cur:
+            for start in range(0, len(items), MAX_ROWS):
+                chunk = items[start:start + MAX_ROWS]
+                params: list[Any] = []
+                for idx, row in chunk:
+                    params += (*ids, idx, *row)
+                await cur.execute(writes_sql(len(chunk), special), params)
 
     async def _load_checkpoint_tuple(self, value: DictRow) -> CheckpointTuple:
         """The stock row-to-tuple conversion, its pending writes decoded here rather than in a thread."""

@@ -758,3 +758,15 @@ async def test_many_threads_saved_and_read_at_once_over_a_small_pool_each_read_b
             assert latest.parent_config == first.config and latest.metadata["n"] == n
         assert await lean.aget_tuple(at(threads[0])) is None
         assert await stored(both.pool, threads[0]) == {table: [] for table in TABLES}
+
+
+@pytest.mark.anyio
+async def test_more_rows_than_one_statement_carries_store_and_read_as_the_stock_saver() -> None:
+    """A checkpoint with 2,500 new blobs and a task with 2,500 writes (one statement carries 1,000 rows)."""
+    channels = {f"c{n}": [n] for n in range(2_500)}
+    versions = {name: version(1) for name in channels}
+    await side_by_side([
+        Put("", checkpoint_id(1), None, channels, versions, versions, {"source": "loop", "step": 0, "tag": "x"}),
+        Writes("", checkpoint_id(1), "t1", "", [(f"c{n}", [n, n]) for n in range(2_500)]),
+        Writes("", checkpoint_id(1), "t2", "", [(ERROR, "boom")] * 3),
+    ])
