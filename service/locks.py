@@ -9,10 +9,14 @@
   worker). Every worker on the database sees it. If the worker dies, its
   session ends and PostgreSQL releases the lock; if PostgreSQL restarts, the
   lock is gone with the session, and ``TurnLock.check`` (called between graph
-  steps) reports it so the turn stops at its last checkpoint. The checks of all
-  the worker's turns share their round trips: a check waits for the next
-  ``SELECT 1`` on the session that starts after it was asked for, and one such
-  query answers every check that came in while the one before it ran.
+  steps) reports it so the turn stops at its last checkpoint. A check costs no
+  round trip while the session is idle and the server has sent nothing on it:
+  a session that ends (a restart, ``pg_terminate_backend``, an idle timeout, a
+  proxy closing it) is told so by PostgreSQL, and its socket then reads as
+  ready. Otherwise the checks of all the worker's turns share their round
+  trips: a check waits for the next ``SELECT 1`` on the session that starts
+  after it was asked for, and one such query answers every check that came in
+  while the one before it ran.
 
 Both refuse at once instead of waiting: ``acquire`` returns None when the
 thread is busy, and the service answers 409 ``thread_busy``.
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import select
 from typing import Any, Protocol
 
 from handoff.service.errors import LockLost, is_unavailable
@@ -184,6 +189,8 @@ class PostgresTurnLocks:
         """
         if conn is not self._conn or conn.closed or conn.broken:
             raise LockLost(LOST)
+        if not self._guard.locked() and not _has_news(conn):
+            return  # idle, and the server has said nothing since the last round trip: the session stands
         if self._next_ping is None:
             self._next_ping = asyncio.get_running_loop().create_future()
             # an outcome no check is left to read (they were cancelled) is not worth a warning
@@ -246,6 +253,17 @@ class _AdvisoryLock:
                     await self._conn.execute("SELECT pg_advisory_unlock(%s)", (self._key,))
         finally:
             self._local.drop()
+
+
+def _has_news(conn: Any) -> bool:
+    """Whether the server sent something on ``conn`` that nobody read: when a session ends (a restart,
+    ``pg_terminate_backend``, an idle timeout, a proxy closing it) PostgreSQL sends its reason and closes
+    the socket, which then reads as ready. Only meaningful while no statement is in flight."""
+    try:
+        ready, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError):  # no socket any more
+        return True
+    return bool(ready)
 
 
 def turn_locks_for(url: str) -> TurnLocks:

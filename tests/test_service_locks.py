@@ -43,11 +43,36 @@ async def terminate(conn: Any) -> None:
     await asyncio.sleep(0.1)
 
 
-async def test_checks_asked_for_together_share_one_round_trip() -> None:
+async def test_checks_on_an_idle_session_the_server_said_nothing_on_cost_no_round_trip() -> None:
     locks = PostgresTurnLocks(POSTGRES_URL)
     try:
         held = [await locks.acquire(t) for t in thread_ids(20)]
         assert all(lock is not None for lock in held)
+        sent = count_statements(locks._conn)
+        for _ in range(3):
+            await asyncio.gather(*(lock.check() for lock in held if lock is not None))
+        assert sent == []
+        for lock in held:
+            assert lock is not None
+            await lock.release()
+    finally:
+        await locks.close()
+
+
+async def news(conn: Any) -> None:
+    """Make the server send something on the lock session that nobody reads yet (a notification)."""
+    await conn.execute("LISTEN handoff_locks_test")
+    async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as admin:
+        await admin.execute("NOTIFY handoff_locks_test")
+    await asyncio.sleep(0.1)
+
+
+async def test_checks_after_the_server_said_something_share_one_round_trip() -> None:
+    locks = PostgresTurnLocks(POSTGRES_URL)
+    try:
+        held = [await locks.acquire(t) for t in thread_ids(20)]
+        assert all(lock is not None for lock in held)
+        await news(locks._conn)
         sent = count_statements(locks._conn)
         await asyncio.gather(*(lock.check() for lock in held if lock is not None))
         assert sent == ["SELECT 1"]
@@ -58,19 +83,23 @@ async def test_checks_asked_for_together_share_one_round_trip() -> None:
         await locks.close()
 
 
-async def test_a_check_asked_for_while_a_ping_runs_waits_for_the_next_one() -> None:
+async def test_a_check_asked_for_while_a_statement_runs_waits_for_a_round_trip_begun_after_it() -> None:
     locks = PostgresTurnLocks(POSTGRES_URL)
     try:
-        first, second = thread_ids(2)
+        first, second, third = thread_ids(3)
         a, b = await locks.acquire(first), await locks.acquire(second)
         assert a is not None and b is not None
         sent = count_statements(locks._conn)
+        taking = asyncio.create_task(locks.acquire(third))  # a statement in flight on the session
+        await asyncio.sleep(0)
         early = asyncio.create_task(a.check())
-        await asyncio.sleep(0)  # the ping has begun
+        await asyncio.sleep(0)  # its ping has begun
         await asyncio.gather(early, b.check())
-        assert sent == ["SELECT 1", "SELECT 1"]
-        await a.release()
-        await b.release()
+        c = await taking
+        assert c is not None
+        assert sent[0].startswith("SELECT pg_try_advisory_lock") and sent[1:] == ["SELECT 1", "SELECT 1"]
+        for lock in (a, b, c):
+            await lock.release()
     finally:
         await locks.close()
 
