@@ -260,10 +260,11 @@ def _has_news(conn: Any) -> bool:
     ``pg_terminate_backend``, an idle timeout, a proxy closing it) PostgreSQL sends its reason and closes
     the socket, which then reads as ready. Only meaningful while no statement is in flight."""
     try:
-        ready, _, _ = select.select([conn.fileno()], [], [], 0)
+        poller = select.poll()  # not select.select: a worker with many sockets open has descriptors past 1024
+        poller.register(conn.fileno(), select.POLLIN)
+        return bool(poller.poll(0))  # readable, or hung up / in error (reported whatever was asked)
     except (OSError, ValueError):  # no socket any more
         return True
-    return bool(ready)
 
 
 def turn_locks_for(url: str) -> TurnLocks:
