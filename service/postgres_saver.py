@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import lru_cache
+from itertools import chain
 from math import isfinite
 from typing import Any, cast
 
@@ -91,6 +92,16 @@ def writes_sql(rows: int, upsert: bool) -> str:
             f"DO {_WRITES_CONFLICT[upsert]}")
 
 
+
+def _chunks(rows: list[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
+    """``rows`` in runs of at most ``MAX_ROWS``, one statement each."""
+    return [rows[start:start + MAX_ROWS] for start in range(0, len(rows), MAX_ROWS)]
+
+
+def _flat(rows: list[tuple[Any, ...]]) -> list[Any]:
+    """The parameters of ``rows``' ``VALUES``, one row after the other."""
+    return list(chain.from_iterable(rows))
+
 class LeanPostgresSaver(AsyncPostgresSaver):
     """``AsyncPostgresSaver`` with one statement per save, no thread hops, and no lock over a pool."""
 
@@ -132,7 +143,7 @@ class LeanPostgresSaver(AsyncPostgresSaver):
         configurable = config["configurable"]
         thread_id, ns = configurable["thread_id"], configurable["checkpoint_ns"]
         inline = dict(checkpoint["channel_values"])
-        rows: list[Any] = []  # each new blob's six columns, one after the other
+        blobs: list[tuple[Any, ...]] = []
         for name, value in checkpoint["channel_values"].items():
             if isinstance(value, _DeltaSnapshot):
                 inline[name] = True
@@ -142,18 +153,18 @@ class LeanPostgresSaver(AsyncPostgresSaver):
             else:
                 del inline[name]
             if name in new_versions:
-                rows += (thread_id, ns, name, cast(str, new_versions[name]), *self.serde.dumps_typed(value))
+                blobs.append((thread_id, ns, name, cast(str, new_versions[name]), *self.serde.dumps_typed(value)))
         saved = (thread_id, ns, checkpoint["id"], configurable.get("checkpoint_id"),
                  Jsonb({**checkpoint, "channel_values": inline}),
                  Jsonb(get_serializable_checkpoint_metadata(config, metadata)))
         # In a caller's pipeline the stock save syncs after itself; without that the statement waited,
         # uncommitted and its errors unseen, for whatever synced the pipeline next. More blobs than one
         # statement carries go first, in the same transaction.
-        async with self._cursor(pipeline=self.pipe is not None or len(rows) > 6 * MAX_ROWS) as cur:
-            while len(rows) > 6 * MAX_ROWS:
-                await cur.execute(blobs_sql(MAX_ROWS), rows[:6 * MAX_ROWS])
-                rows = rows[6 * MAX_ROWS:]
-            await cur.execute(put_sql(len(rows) // 6), [*rows, *saved])
+        *earlier, last = _chunks(blobs) or [[]]
+        async with self._cursor(pipeline=self.pipe is not None or bool(earlier)) as cur:
+            for chunk in earlier:
+                await cur.execute(blobs_sql(len(chunk)), _flat(chunk))
+            await cur.execute(put_sql(len(last)), [*_flat(last), *saved])
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
 
     async def aput_writes(
@@ -171,16 +182,12 @@ class LeanPostgresSaver(AsyncPostgresSaver):
         configurable = config["configurable"]
         ids = (configurable["thread_id"], configurable["checkpoint_ns"], configurable["checkpoint_id"], task_id,
                task_path)
-        items = list(rows.items())
+        chunks = _chunks([(*ids, idx, *row) for idx, row in rows.items()])
         # synced in a caller's pipeline, as in aput; a task with more writes than one statement carries
         # saves them in one transaction
-        async with self._cursor(pipeline=self.pipe is not None or len(items) > MAX_ROWS) as cur:
-            for start in range(0, len(items), MAX_ROWS):
-                chunk = items[start:start + MAX_ROWS]
-                params: list[Any] = []
-                for idx, row in chunk:
-                    params += (*ids, idx, *row)
-                await cur.execute(writes_sql(len(chunk), special), params)
+        async with self._cursor(pipeline=self.pipe is not None or len(chunks) > 1) as cur:
+            for chunk in chunks:
+                await cur.execute(writes_sql(len(chunk), special), _flat(chunk))
 
     async def _load_checkpoint_tuple(self, value: DictRow) -> CheckpointTuple:
         """The stock row-to-tuple conversion, its pending writes decoded here rather than in a thread."""
