@@ -46,19 +46,20 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 # LangGraph's marker for a delta channel's snapshot: the stock saver stores it as a blob and
 # leaves True in the checkpoint, and its reader expects exactly that.
 from langgraph.checkpoint.serde.types import _DeltaSnapshot
-from psycopg import AsyncCursor
+from psycopg import AsyncCursor, AsyncRawCursor
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from handoff.service import primed
 
-_CHECKPOINT_SQL = """
-INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
-VALUES (%s, %s, %s, %s, %s, %s)
-ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id)
-DO UPDATE SET checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata
-"""
+
+def _values(rows: int, width: int, first: int = 1) -> str:
+    """``rows`` rows of ``width`` numbered parameters, from ``$first`` on."""
+    return ", ".join("(" + ", ".join(f"${first + row * width + col}" for col in range(width)) + ")"
+                     for row in range(rows))
+
+
 _WRITES_CONFLICT = {
     True: "UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob",
     False: "NOTHING",
@@ -70,9 +71,8 @@ MAX_ROWS = 1000
 @lru_cache(maxsize=128)
 def blobs_sql(blobs: int) -> str:
     """``blobs`` blob rows, kept where they already are (a blob is immutable under its version)."""
-    rows = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * blobs)
-    return (f"INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob) VALUES {rows} "
-            "ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING")
+    return (f"INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob) "
+            f"VALUES {_values(blobs, 6)} ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING")
 
 
 @lru_cache(maxsize=128)
@@ -80,17 +80,19 @@ def put_sql(blobs: int) -> str:
     """A checkpoint with ``blobs`` new blobs in one statement: the blobs in a data-modifying ``WITH``, so both
     land or neither. Rows as ``VALUES``, each value a parameter: psycopg adapts scalars in C, where the
     arrays an ``unnest`` takes were adapted in Python at nearly twice the CPU per statement."""
-    return f"WITH blobs AS ({blobs_sql(blobs)}) {_CHECKPOINT_SQL}" if blobs else _CHECKPOINT_SQL
+    checkpoint = ("INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, "
+                  f"checkpoint, metadata) VALUES {_values(1, 6, blobs * 6 + 1)} "
+                  "ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) "
+                  "DO UPDATE SET checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata")
+    return f"WITH blobs AS ({blobs_sql(blobs)}) {checkpoint}" if blobs else checkpoint
 
 
 @lru_cache(maxsize=128)
 def writes_sql(rows: int, upsert: bool) -> str:
     """A task's ``rows`` writes in one statement: special writes replace what is there, others never do."""
-    values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * rows)
     return ("INSERT INTO checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, "
-            f"type, blob) VALUES {values} ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) "
+            f"type, blob) VALUES {_values(rows, 9)} ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) "
             f"DO {_WRITES_CONFLICT[upsert]}")
-
 
 
 def _chunks(rows: list[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
@@ -106,26 +108,36 @@ class LeanPostgresSaver(AsyncPostgresSaver):
     """``AsyncPostgresSaver`` with one statement per save, no thread hops, and no lock over a pool."""
 
     @asynccontextmanager
-    async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
+    async def _cursor(self, *, pipeline: bool = False, raw: bool = False) -> AsyncIterator[AsyncCursor[Any]]:
         """A cursor on a connection of the pool's own, with no lock; on one shared connection (or a
         caller's pipeline) the stock cursor.
 
         ``pipeline`` is still honoured over a pool: the saves here never ask for it, but the stock
         methods that do run several statements that must land together (``adelete_thread``'s three
         deletes are one implicit transaction in a pipeline; without one, a failure part-way left a
-        thread's writes behind its deleted checkpoints)."""
+        thread's writes behind its deleted checkpoints).
+
+        ``raw``: a cursor that sends the statement as it is, its parameters numbered ``$1, $2...``
+        (the saves). An ordinary cursor looks for ``%s`` in every statement, in Python, and keeps
+        what it found only for statements of at most 50 parameters; most saves carry more, so each
+        was parsed again on every call."""
         if self.pipe is not None or not isinstance(self.conn, AsyncConnectionPool):
             async with super()._cursor(pipeline=pipeline) as cur:
-                yield cur
+                if not raw:
+                    yield cur
+                    return
+                async with AsyncRawCursor(cur.connection) as raw_cur:
+                    yield raw_cur
             return
         async with self.conn.connection() as conn:
+            cursor = AsyncRawCursor(conn) if raw else conn.cursor(binary=True, row_factory=dict_row)
             if not pipeline:  # every save: the plain path, without the exit stack's cost
-                async with conn.cursor(binary=True, row_factory=dict_row) as cur:
+                async with cursor as cur:
                     yield cur
                 return
             async with AsyncExitStack() as stack:
                 await stack.enter_async_context(conn.pipeline() if self.supports_pipeline else conn.transaction())
-                yield await stack.enter_async_context(conn.cursor(binary=True, row_factory=dict_row))
+                yield await stack.enter_async_context(cursor)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """The stock read, unless the turn read this thread's latest checkpoint just before its run
@@ -161,7 +173,7 @@ class LeanPostgresSaver(AsyncPostgresSaver):
         # uncommitted and its errors unseen, for whatever synced the pipeline next. More blobs than one
         # statement carries go first, in the same transaction.
         *earlier, last = _chunks(blobs) or [[]]
-        async with self._cursor(pipeline=self.pipe is not None or bool(earlier)) as cur:
+        async with self._cursor(pipeline=self.pipe is not None or bool(earlier), raw=True) as cur:
             for chunk in earlier:
                 await cur.execute(blobs_sql(len(chunk)), _flat(chunk))
             await cur.execute(put_sql(len(last)), [*_flat(last), *saved])
@@ -185,7 +197,7 @@ class LeanPostgresSaver(AsyncPostgresSaver):
         chunks = _chunks([(*ids, idx, *row) for idx, row in rows.items()])
         # synced in a caller's pipeline, as in aput; a task with more writes than one statement carries
         # saves them in one transaction
-        async with self._cursor(pipeline=self.pipe is not None or len(chunks) > 1) as cur:
+        async with self._cursor(pipeline=self.pipe is not None or len(chunks) > 1, raw=True) as cur:
             for chunk in chunks:
                 await cur.execute(writes_sql(len(chunk), special), _flat(chunk))
 

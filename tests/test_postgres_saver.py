@@ -770,3 +770,29 @@ async def test_more_rows_than_one_statement_carries_store_and_read_as_the_stock_
         Writes("", checkpoint_id(1), "t1", "", [(f"c{n}", [n, n]) for n in range(2_500)]),
         Writes("", checkpoint_id(1), "t2", "", [(ERROR, "boom")] * 3),
     ])
+
+
+@pytest.mark.anyio
+async def test_saves_send_numbered_parameters_on_a_raw_cursor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Saves of more than 50 parameters (a turn's usual checkpoint or task) go out as they are: a raw
+    cursor and ``$n`` parameters, which psycopg does not parse for ``%s`` on every call (it keeps its
+    parse only for statements of at most 50 parameters). They still store what the stock saver does."""
+    sent: list[tuple[type, str, int]] = []
+    execute = psycopg.AsyncCursor.execute
+
+    async def recorded(cur: psycopg.AsyncCursor[Any], query: Any, params: Any = None, **kw: Any) -> Any:
+        sent.append((type(cur), str(query), len(params or ())))
+        return await execute(cur, query, params, **kw)
+
+    monkeypatch.setattr(psycopg.AsyncCursor, "execute", recorded)
+    channels = {f"c{n}": [n] for n in range(12)}
+    versions = {name: version(1) for name in channels}
+    await side_by_side([
+        Put("", checkpoint_id(1), None, channels, versions, versions, {"source": "loop", "step": 0}),
+        Writes("", checkpoint_id(1), "t1", "", [(f"c{n}", [n, n]) for n in range(12)]),
+    ])
+    saves = [(kind, query, count) for kind, query, count in sent if query.lstrip().startswith(("WITH blobs", "INSERT"))
+             and kind is not psycopg.AsyncCursor]
+    assert {count for _, _, count in saves} >= {12 * 6 + 6, 12 * 9}, saves
+    assert all(issubclass(kind, psycopg.AsyncRawCursor) and "%s" not in query and "$1" in query
+               for kind, query, _ in saves)
