@@ -796,3 +796,29 @@ async def test_saves_send_numbered_parameters_on_a_raw_cursor(monkeypatch: pytes
     assert {count for _, _, count in saves} >= {12 * 6 + 6, 12 * 9}, saves
     assert all(issubclass(kind, psycopg.AsyncRawCursor) and "%s" not in query and "$1" in query
                for kind, query, _ in saves)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("pipelined", [False, True])
+async def test_saves_on_one_connection_or_a_callers_pipeline_read_back_as_the_stock_saver(pipelined: bool) -> None:
+    """Not over a pool (one shared connection, or a caller's pipeline): the raw save statements run
+    on that connection, inside the pipeline when there is one, and read back as the stock saver's."""
+    channels = {f"c{n}": [n] for n in range(12)}
+    versions = {name: version(1) for name in channels}
+    program: list[Op] = [
+        Put("", checkpoint_id(1), None, channels, versions, versions, {"source": "loop", "step": 0}),
+        Writes("", checkpoint_id(1), "t1", "", [(f"c{n}", [n, n]) for n in range(12)]),
+        Writes("", checkpoint_id(1), "t2", "", [(ERROR, "boom")]),
+    ]
+    async with savers(max_size=2) as both:
+        lean_thread, stock_thread = both.thread("lean-conn"), both.thread("stock-conn")
+        await play(both.stock, stock_thread, program)
+        async with await psycopg.AsyncConnection.connect(POSTGRES_URL, **POOL_KWARGS) as conn:
+            if pipelined:
+                async with conn.pipeline() as pipe:
+                    await play(LeanPostgresSaver(conn, pipe=pipe, serde=serializer()), lean_thread, program)
+            else:
+                await play(LeanPostgresSaver(conn, serde=serializer()), lean_thread, program)
+        assert renamed(await reads(both.lean, lean_thread, program), lean_thread) == renamed(
+            await reads(both.stock, stock_thread, program), stock_thread)
+        assert await stored(both.pool, lean_thread) == await stored(both.pool, stock_thread)
