@@ -34,7 +34,7 @@ bench-router: $(STAMP)
 
 bench-load: $(STAMP)
 	bash scripts/ensure-services.sh
-	$(BIN)/python -m benchmarks.load
+	$(BIN)/python -m benchmarks.load --vs-floor 2
 
 clean:
 	rm -rf $(VENV) .handoff

@@ -56,6 +56,7 @@ import platform
 import random
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -144,6 +145,10 @@ class LoadConfig:
     runs the same service under a profiler."""
     worker_args: tuple[tuple[str, ...], ...] = ()
     """More arguments for worker ``i`` (``worker_args[i]``), e.g. benchmarks/ab_service.py's ``--service-dir``."""
+    floor: bool = False
+    """Serve bare LangGraph instead of the service (benchmarks/load_floor.py): the same lines, HTTP
+    stack, checkpointer, store and pool, none of the service's own work. No probe; each thread's
+    transcript is checked for lost and corrupted turns."""
 
 
 @dataclass
@@ -211,6 +216,8 @@ class Reference:
 class LoadReport:
     """What the benchmark measured and checked."""
 
+    served: str
+    """What the workers ran: ``service`` (handoff.service) or ``floor`` (benchmarks/load_floor.py)."""
     conversations: int
     turns_per_conversation: int
     workers: int
@@ -272,11 +279,11 @@ class LoadReport:
         pg = "?" if self.postgres_cpu_ms_per_turn is None else f"{self.postgres_cpu_ms_per_turn:.1f}"
         head_first = "" if self.first_event_p50_ms is None else " | first event p50 / p95 ms"
         rows = [
-            f"| conversations x turns | workers | mode | turns acked | wall s | turns/s | p50 ms | p95 ms "
+            f"| served | conversations x turns | workers | mode | turns acked | wall s | turns/s | p50 ms | p95 ms "
             f"| max ms{head_first} | CPU ms/turn: workers / PostgreSQL / client | handoffs (rejected) "
             f"| 409 / retries | failed | lost | corrupted |",
-            "|---" * (15 + (1 if head_first else 0)) + "|",
-            f"| {self.conversations} x {self.turns_per_conversation} | {self.workers} | {self.mode} "
+            "|---" * (16 + (1 if head_first else 0)) + "|",
+            f"| {self.served} | {self.conversations} x {self.turns_per_conversation} | {self.workers} | {self.mode} "
             f"| {self.turns_acked}/{self.turns_planned} | {self.wall_seconds:.1f} | {self.throughput:.1f} "
             f"| {self.p50_ms:.0f} | {self.p95_ms:.0f} | {self.max_ms:.0f}{first} "
             f"| {self.worker_cpu_ms_per_turn:.1f} / {pg} / {self.client_cpu_ms_per_turn:.1f} "
@@ -613,6 +620,36 @@ def delete_thread(svc: BlockingHandoffService, thread_id: str) -> None:
     store.batch(ops)
 
 
+def verify_floor(db: str, convs: Sequence[Conversation], *, keep: bool) -> Verdict:
+    """The floor's threads read back from ``db``: each acknowledged line in its transcript, in order,
+    each followed by an answer; then the threads are deleted (unless ``keep``)."""
+    import psycopg
+
+    from benchmarks.load_floor import NAMESPACE
+
+    verdict = Verdict()
+    with psycopg.connect(db, autocommit=True) as conn:
+        for conv in convs:
+            if conv.thread_id is None:
+                continue
+            prefix = f"{NAMESPACE}.{conv.thread_id}"
+            rows = conn.execute("SELECT value FROM store WHERE prefix = %s ORDER BY key", (prefix,)).fetchall()
+            kinds = [row[0].get("type") for row in rows]
+            said = [row[0].get("data", {}).get("content") for row in rows if row[0].get("type") == "human"]
+            for turn, text in enumerate(conv.acked):
+                if turn >= len(said):
+                    verdict.bad("lost", conv, turn, "not in the transcript")
+                elif said[turn] != text or kinds[2 * turn + 1:2 * turn + 2] != ["ai"]:
+                    verdict.bad("corrupted", conv, turn, f"transcript holds {said[turn]!r}")
+            if len(said) > len(conv.acked):
+                verdict.bad("corrupted", conv, len(conv.acked), f"{len(said) - len(conv.acked)} lines never acknowledged")
+            if not keep:
+                conn.execute("DELETE FROM store WHERE prefix = %s", (prefix,))
+                for table in ("checkpoint_writes", "checkpoint_blobs", "checkpoints"):
+                    conn.execute(f"DELETE FROM {table} WHERE thread_id = %s", (conv.thread_id,))
+    return verdict
+
+
 # the workers -----------------------------------------------------------------------------------------
 
 
@@ -903,11 +940,13 @@ def run_load(cfg: LoadConfig) -> LoadReport:
         raise ValueError("conversations, turns and workers must be at least 1")
     run = f"r{random.SystemRandom().randrange(10**6):06d}"
     convs = [conversation(i, graph_of(i, cfg.mix), cfg.turns, run) for i in range(cfg.conversations)]
+    probe = 0 if cfg.floor else min(max(cfg.probe, 0), cfg.conversations)
     probes = [conversation(i, graph_of(i, cfg.mix), cfg.turns, run)
-              for i in range(cfg.conversations, cfg.conversations + min(max(cfg.probe, 0), cfg.conversations))]
+              for i in range(cfg.conversations, cfg.conversations + probe)]
     host = machine(cfg.db)  # before anything runs: the load average says whether the machine was quiet
-    refs = references({c.graph for c in [*convs, *probes]}, cfg.turns)
-    with service_workers(cfg.workers, cfg.db, cfg.startup_timeout, cfg.worker_module, cfg.worker_args) as workers:
+    refs = {} if cfg.floor else references({c.graph for c in [*convs, *probes]}, cfg.turns)
+    module = "benchmarks.load_floor" if cfg.floor else cfg.worker_module
+    with service_workers(cfg.workers, cfg.db, cfg.startup_timeout, module, cfg.worker_args) as workers:
         urls = [url for url, _ in workers]
         cpu_before = [cpu_seconds(pid) for _, pid in workers]
         pg_before = postgres_cpu_seconds(cfg.db)
@@ -919,7 +958,8 @@ def run_load(cfg: LoadConfig) -> LoadReport:
             asyncio.run(drive(urls, probes, dataclasses.replace(cfg, stream=True)))
     if pg_before is not None and pg_after is not None and pg_after < pg_before:
         pg_after = None  # the server restarted during the run
-    verdict = verify(cfg.db, convs, refs, keep=cfg.keep_threads)
+    verdict = (verify_floor(cfg.db, convs, keep=cfg.keep_threads) if cfg.floor
+               else verify(cfg.db, convs, refs, keep=cfg.keep_threads))
     if probes:  # checked like the others; their handoffs are not the load's
         checked = verify(cfg.db, probes, refs, keep=cfg.keep_threads)
         verdict.lost |= checked.lost
@@ -940,6 +980,7 @@ def run_load(cfg: LoadConfig) -> LoadReport:
     for c in convs:
         graphs[c.graph] = graphs.get(c.graph, 0) + 1
     return LoadReport(
+        served="floor" if cfg.floor else "service",
         conversations=cfg.conversations,
         turns_per_conversation=cfg.turns,
         workers=cfg.workers,
@@ -983,6 +1024,80 @@ def run_load(cfg: LoadConfig) -> LoadReport:
     )
 
 
+def print_report(report: LoadReport) -> None:
+    """The run's heading, table, first-token line, machine and problems."""
+    print_heading(report)
+    print(report.table())
+    print(report.first_token_line())
+    if report.retry_reasons:
+        print("retried: " + "; ".join(f"{n} x {why}" for why, n in report.retry_reasons.items()))
+    print_machine(report)
+    print_problems([report])
+
+
+def print_heading(report: LoadReport) -> None:
+    mix = ", ".join(f"{n} {g}" for g, n in sorted(report.graphs.items()))
+    print(f"{report.conversations} concurrent conversations x {report.turns_per_conversation} turns "
+          f"({mix}), {report.workers} workers on PostgreSQL, the service on the offline model, "
+          f"{report.mode} turns; threads started in {report.thread_start_seconds:.1f} s")
+
+
+def print_machine(report: LoadReport) -> None:
+    print(f"\nmeasured on {report.machine_line()}")
+    load = float(report.machine["load_before"].split()[0])
+    if load > 0.5 * int(report.machine["nproc"]):
+        print(f"warning: the machine was busy before the run (load average {load:.2f}); "
+              "these numbers are not comparable with a quiet run")
+
+
+def print_problems(reports: Sequence[LoadReport]) -> None:
+    problems = [p for r in reports for p in r.problems]
+    if problems:
+        print("\nproblems (first 20):")
+        for problem in problems[:20]:
+            print(f"  {problem}")
+
+
+def compare_with_floor(cfg: LoadConfig, rounds: int, *, json_out: bool = False) -> list[LoadReport]:
+    """``rounds`` pairs of whole runs, the service's and the floor's (benchmarks/load_floor.py), the
+    order swapped every pair (service, floor, floor, service, ...); prints every run, in the order
+    run, and the service's cost as a multiple of the floor's, pair by pair, with the spread."""
+    pairs: list[tuple[LoadReport, LoadReport]] = []
+    ran: list[LoadReport] = []
+    for r in range(rounds):
+        order = (False, True) if r % 2 == 0 else (True, False)
+        done: dict[bool, LoadReport] = {}
+        for floor in order:
+            print(f"run {len(ran) + 1} of {2 * rounds}: the {'floor' if floor else 'service'}", file=sys.stderr)
+            done[floor] = run_load(dataclasses.replace(cfg, floor=floor))
+            ran.append(done[floor])
+        pairs.append((done[False], done[True]))
+    ratios = {
+        "worker CPU ms/turn": [s.worker_cpu_ms_per_turn / f.worker_cpu_ms_per_turn for s, f in pairs],
+        "PostgreSQL CPU ms/turn": [s.postgres_cpu_ms_per_turn / f.postgres_cpu_ms_per_turn for s, f in pairs
+                                   if s.postgres_cpu_ms_per_turn and f.postgres_cpu_ms_per_turn],
+        "p95 ms": [s.p95_ms / f.p95_ms for s, f in pairs if f.p95_ms],
+        "turns/s": [s.throughput / f.throughput for s, f in pairs if f.throughput],
+    }
+    if json_out:
+        print(json.dumps({"runs": [{**asdict(r), "clean": r.clean} for r in ran],
+                          "service_over_floor": ratios}, indent=2))
+        return ran
+    print_heading(ran[0])
+    print("the floor: bare LangGraph on the same HTTP stack, checkpointer, store and pool, a zero-cost "
+          "scripted model (benchmarks/load_floor.py); runs in the order run")
+    print("\n".join([*ran[0].table().splitlines(), *(r.table().splitlines()[-1] for r in ran[1:])]))
+    print(next((r.first_token_line() for r in ran if r.served == "service"), ""))
+    print(f"\nservice / floor, {rounds} pair{'s' if rounds > 1 else ''} of runs, the order swapped each pair:")
+    for name, values in ratios.items():
+        if values:
+            spread = f" (pairs {min(values):.2f}-{max(values):.2f})" if len(values) > 1 else ""
+            print(f"  {name}: {statistics.median(values):.2f}x{spread}")
+    print_machine(ran[0])
+    print_problems(ran)
+    return ran
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse options, run, print the table (or JSON); exit status 1 unless every turn is clean."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.load", description=__doc__.split("\n\n")[0])
@@ -999,6 +1114,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe", type=int, default=20,
                         help="conversations played after the load as SSE to time the first token (0: none)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--vs-floor", type=int, default=0, metavar="ROUNDS",
+                        help="also run bare LangGraph on the same stack (benchmarks/load_floor.py): ROUNDS pairs "
+                             "of whole runs, order swapped each pair, and the service's cost over the floor's")
     args = parser.parse_args(argv)
     if min(args.conversations, args.turns, args.workers) < 1:
         parser.error("--conversations, --turns and --workers must be at least 1")
@@ -1007,27 +1125,14 @@ def main(argv: list[str] | None = None) -> int:
     cfg = LoadConfig(conversations=args.conversations, turns=args.turns, workers=args.workers, db=args.db,
                      mix=args.graphs == "mix", stream=args.stream, request_timeout=args.request_timeout,
                      deadline=args.deadline, keep_threads=args.keep_threads, probe=args.probe)
+    if args.vs_floor:
+        reports = compare_with_floor(cfg, args.vs_floor, json_out=args.json)
+        return 0 if all(r.clean for r in reports) else 1
     report = run_load(cfg)
     if args.json:
         print(json.dumps({**asdict(report), "clean": report.clean}, indent=2))
     else:
-        mix = ", ".join(f"{n} {g}" for g, n in sorted(report.graphs.items()))
-        print(f"{report.conversations} concurrent conversations x {report.turns_per_conversation} turns "
-              f"({mix}), {report.workers} service workers on PostgreSQL, offline model, "
-              f"{report.mode} turns; threads started in {report.thread_start_seconds:.1f} s")
-        print(report.table())
-        print(report.first_token_line())
-        if report.retry_reasons:
-            print("retried: " + "; ".join(f"{n} x {why}" for why, n in report.retry_reasons.items()))
-        print(f"\nmeasured on {report.machine_line()}")
-        load = float(report.machine["load_before"].split()[0])
-        if load > 0.5 * int(report.machine["nproc"]):
-            print(f"warning: the machine was busy before the run (load average {load:.2f}); "
-                  "these numbers are not comparable with a quiet run")
-        if report.problems:
-            print("\nproblems (first 20):")
-            for problem in report.problems[:20]:
-                print(f"  {problem}")
+        print_report(report)
     return 0 if report.clean else 1
 
 

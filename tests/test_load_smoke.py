@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import uuid
 
+import psycopg
 import pytest
 from langchain_core.messages import HumanMessage
+from psycopg.types.json import Jsonb
 
 from benchmarks.load import (
     CUSTOMER_SERVICE,
@@ -21,7 +24,9 @@ from benchmarks.load import (
     references,
     run_load,
     verify_conversation,
+    verify_floor,
 )
+from benchmarks.load_floor import NAMESPACE
 from handoff.agents.offline import OfflineChatModel
 from handoff.service.blocking import BlockingHandoffService
 
@@ -143,3 +148,44 @@ def test_a_lost_handoff_record_is_corrupted(played: tuple[Conversation, StoredTh
     conv, stored, ref = copy.deepcopy(played)
     del stored.records[0]
     assert check(conv, stored, ref).corrupted
+
+
+# the floor (benchmarks/load_floor.py) and its checker ------------------------------------------------------
+
+
+@pytest.mark.timeout(90)
+def test_the_floor_serves_the_same_lines_and_its_threads_check_clean() -> None:
+    """Bare LangGraph behind the same client: every turn acknowledged, each line stored in order with
+    its answer, and the threads deleted afterwards."""
+    report = run_load(LoadConfig(conversations=3, turns=2, workers=2, db=POSTGRES_URL, floor=True,
+                                 request_timeout=30, deadline=60, startup_timeout=60))
+    assert report.served == "floor" and report.problems == [] and report.clean
+    assert report.turns_planned == report.turns_acked == 6
+    assert report.worker_cpu_ms_per_turn > 0 and report.probe_turns == 0 and report.handoffs == 0
+    assert "| floor | 3 x 2 |" in report.table()
+    with psycopg.connect(POSTGRES_URL) as conn:
+        left = conn.execute("SELECT count(*) FROM store WHERE prefix LIKE %s", (f"{NAMESPACE}.%",)).fetchone()
+    assert left is not None and left[0] == 0
+
+
+def test_the_floor_checker_finds_lost_and_corrupted_lines() -> None:
+    """A line missing from a floor thread's transcript is lost; a line stored with other text is corrupted."""
+    convs = [conversation(i, CUSTOMER_SERVICE, 3, "r654321") for i in range(2)]
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        for conv in convs:
+            conv.thread_id = f"floor-check-{uuid.uuid4().hex}"
+            for k, text in enumerate(conv.texts):
+                conv.outcomes.append(TurnOutcome(200, 0.01, result={"reply": "ok"}))
+                stored = text if (conv.index, k) != (1, 1) else "something else"
+                if (conv.index, k) == (0, 2):
+                    continue  # acknowledged, never stored
+                for i, (kind, content) in enumerate((("human", stored), ("ai", "ok"))):
+                    conn.execute("INSERT INTO store (prefix, key, value) VALUES (%s, %s, %s)",
+                                 (f"{NAMESPACE}.{conv.thread_id}", f"{2 * k + i:09d}",
+                                  Jsonb({"type": kind, "data": {"content": content}})))
+    verdict = verify_floor(POSTGRES_URL, convs, keep=False)
+    assert (verdict.lost, verdict.corrupted) == ({(0, 2)}, {(1, 1)})
+    with psycopg.connect(POSTGRES_URL) as conn:
+        left = conn.execute("SELECT count(*) FROM store WHERE prefix = ANY(%s)",
+                            ([f"{NAMESPACE}.{c.thread_id}" for c in convs],)).fetchone()
+    assert left is not None and left[0] == 0
