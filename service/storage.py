@@ -4,7 +4,8 @@ The service runs its graphs with ``astream`` on the event loop, so it needs
 the async savers and stores: ``InMemorySaver``/``InMemoryStore`` (memory),
 ``CompactSqliteSaver``/``AsyncSqliteStore`` (SQLite, one worker) and
 ``LeanPostgresSaver`` (LangGraph's ``AsyncPostgresSaver`` saving in one statement, service/postgres_saver.py)
-and ``AsyncPostgresStore`` (PostgreSQL, many workers).
+and ``LeanPostgresStore`` (LangGraph's ``AsyncPostgresStore`` sending a one-statement batch without a
+pipeline, service/postgres_store.py) (PostgreSQL, many workers).
 
 ``handoff.graphs.persistence.open_persistence`` gives the CLI one connection each. A
 service must outlive a PostgreSQL restart: here both use a small
@@ -128,13 +129,13 @@ class CheckUnlessFresh:
 
 @asynccontextmanager
 async def _postgres(url: str) -> AsyncIterator[Persistence]:
-    from langgraph.store.postgres.aio import AsyncPostgresStore
     from psycopg import OperationalError
     from psycopg.rows import dict_row
     from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
     from handoff.service import pg_json
     from handoff.service.postgres_saver import LeanPostgresSaver
+    from handoff.service.postgres_store import LeanPostgresStore
 
     checks = CheckUnlessFresh()
 
@@ -159,7 +160,7 @@ async def _postgres(url: str) -> AsyncIterator[Persistence]:
         raise PersistenceError(f"cannot connect to PostgreSQL at {url}: {exc}") from None
     try:
         saver = LeanPostgresSaver(pool, serde=serializer())
-        store = AsyncPostgresStore(pool)
+        store = LeanPostgresStore(pool)
         async with pool.connection() as conn:
             await _setup_lock(conn)
             try:
