@@ -17,7 +17,7 @@ from langgraph.store.base import GetOp, Item, ListNamespacesOp, Op, PutOp, Searc
 from langgraph.store.postgres.aio import AsyncPostgresStore
 from psycopg_pool import AsyncConnectionPool
 
-from handoff.service.postgres_store import LeanPostgresStore
+from handoff.service.postgres_store import MAX_KEYS, LeanPostgresStore
 from tests.support.postgres import POSTGRES_URL
 from tests.test_postgres_saver import POOL_KWARGS
 
@@ -164,3 +164,34 @@ async def test_a_failing_one_statement_batch_raises_and_writes_nothing() -> None
         with pytest.raises(psycopg.Error):
             await both.lean.abatch(batch)
         assert await rows(both.pool, both.lean_root) == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("refresh", [True, False])
+async def test_a_read_refreshes_a_ttl_as_the_stock_store_does(refresh: bool) -> None:
+    """An item written with a TTL: a read asking to refresh it moves its expiry on, as the stock read does;
+    a read that does not leaves it."""
+    async with stores() as both:
+        expiries = []
+        for store, root in ((both.lean, both.lean_root), (both.stock, both.stock_root)):
+            await store.abatch([PutOp((root, "a"), "k1", {"n": 1}, index=False, ttl=60.0)])
+            async with both.pool.connection() as conn:
+                await conn.execute("UPDATE store SET expires_at = NOW() + interval '1 minute' WHERE prefix = %s",
+                                   (f"{root}.a",))
+            [item] = await store.abatch([GetOp((root, "a"), "k1", refresh_ttl=refresh)])
+            assert item is not None and item.value == {"n": 1}
+            async with both.pool.connection() as conn:
+                cur = await conn.execute("SELECT expires_at - NOW() AS left FROM store WHERE prefix = %s",
+                                         (f"{root}.a",))
+                row = await cur.fetchone()
+            assert row is not None
+            expiries.append(row["left"].total_seconds() > 30 * 60)
+        assert expiries == [refresh, refresh]
+
+
+@pytest.mark.anyio
+async def test_a_read_of_more_keys_than_one_statement_carries_answers_as_the_stock_store() -> None:
+    async with stores() as both:
+        keys = [f"k{n}" for n in range(MAX_KEYS + 10)]
+        await same_answers(both, [[PutOp(("a",), k, {"n": n}) for n, k in enumerate(keys[:50])],
+                                  [GetOp(("a",), k) for k in keys]])
