@@ -1,8 +1,15 @@
 """Load: many concurrent conversations through the HTTP service, on several workers sharing PostgreSQL.
 
 Run with ``python -m benchmarks.load`` (options: ``--conversations``, ``--turns``,
-``--workers``, ``--db``, ``--stream``, ``--json``; see ``--help``). It is a
+``--workers``, ``--db``, ``--stream``, ``--json``, ``--vs-floor``; see ``--help``). It is a
 benchmark, not a test; ``tests/test_load_smoke.py`` runs it at a tiny scale.
+
+``--vs-floor N`` (what ``make bench-load`` runs, with N = 2) also serves bare LangGraph with the
+same client, lines, HTTP stack, checkpointer, store and pool (benchmarks/load_floor.py), in N
+pairs of whole runs whose order is swapped every pair, and prints the service's CPU, p95 and
+throughput as multiples of the floor's: what the service's own work costs, on whatever machine
+it runs. The floor's threads are checked too: every acknowledged line in its transcript, in
+order, with an answer.
 
 What it does:
 
