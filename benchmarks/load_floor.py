@@ -25,14 +25,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from langchain_core.messages import HumanMessage, SystemMessage, message_to_dict
+from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import START, StateGraph
-from langgraph.store.base import BaseStore, PutOp
+from langgraph.store.base import BaseStore
 from pydantic import BaseModel, Field
 
 from benchmarks.conversation import floor_policy
-from benchmarks.peers import FLOOR_PROMPT, FloorState
+from benchmarks.peers import FloorState, floor_prompt, floor_step
 from handoff.agents.scripted import ScriptedChatModel
 
 NAMESPACE = "floor-transcript"
@@ -66,14 +66,11 @@ def floor_graph(model: ScriptedChatModel) -> StateGraph:
     """The storage benchmark's floor, async, its transcript kept per thread."""
 
     async def chat(state: FloorState, config: RunnableConfig, *, store: BaseStore) -> dict[str, Any]:
-        window = state["messages"]
-        reply = await model.ainvoke([SystemMessage(FLOOR_PROMPT), *window])
+        reply = await model.ainvoke(floor_prompt(state))
         model.calls.clear()  # the scripted model keeps every prompt: a long run would hoard them
-        start = state.get("transcript_len", 0)
-        ns = transcript_namespace(config["configurable"]["thread_id"])
-        await store.abatch([PutOp(ns, f"{start + i:09d}", message_to_dict(m), index=False)
-                            for i, m in enumerate((window[-1], reply))])
-        return {"messages": [reply], "transcript_len": start + 2}
+        puts, update = floor_step(state, reply, transcript_namespace(config["configurable"]["thread_id"]))
+        await store.abatch(puts)
+        return update
 
     builder = StateGraph(FloorState)
     builder.add_node("chat", chat)

@@ -106,17 +106,27 @@ class FloorState(TypedDict, total=False):
     transcript_len: int
 
 
+def floor_prompt(state: FloorState) -> list[AnyMessage]:
+    """What the floor's one agent is sent: its instructions and the recent window."""
+    return [SystemMessage(FLOOR_PROMPT), *state["messages"]]
+
+
+def floor_step(state: FloorState, reply: AnyMessage, ns: tuple[str, ...]) -> tuple[list[PutOp], dict[str, Any]]:
+    """The floor's writes for one answer: the line and the answer appended to the transcript at ``ns``,
+    and the state update."""
+    start = state.get("transcript_len", 0)
+    puts = [PutOp(ns, f"{start + i:09d}", message_to_dict(m), index=False)
+            for i, m in enumerate((state["messages"][-1], reply))]
+    return puts, {"messages": [reply], "transcript_len": start + 2}
+
+
 def floor_graph(model: ScriptedChatModel) -> StateGraph:
     """One node: answer from the recent window, append the line and the answer to the store's transcript."""
 
     def chat(state: FloorState, *, store: BaseStore) -> dict[str, Any]:
-        window = state["messages"]
-        reply = model.invoke([SystemMessage(FLOOR_PROMPT), *window])
-        start = state.get("transcript_len", 0)
-        ns = ("floor", "transcript", "bench")
-        store.batch([PutOp(ns, f"{start + i:09d}", message_to_dict(m), index=False)
-                     for i, m in enumerate((window[-1], reply))])
-        return {"messages": [reply], "transcript_len": start + 2}
+        puts, update = floor_step(state, model.invoke(floor_prompt(state)), ("floor", "transcript", "bench"))
+        store.batch(puts)
+        return update
 
     builder = StateGraph(FloorState)
     builder.add_node("chat", chat)
