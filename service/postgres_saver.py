@@ -108,36 +108,50 @@ class LeanPostgresSaver(AsyncPostgresSaver):
     """``AsyncPostgresSaver`` with one statement per save, no thread hops, and no lock over a pool."""
 
     @asynccontextmanager
-    async def _cursor(self, *, pipeline: bool = False, raw: bool = False) -> AsyncIterator[AsyncCursor[Any]]:
+    async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
         """A cursor on a connection of the pool's own, with no lock; on one shared connection (or a
         caller's pipeline) the stock cursor.
 
-        ``pipeline`` is still honoured over a pool: the saves here never ask for it, but the stock
-        methods that do run several statements that must land together (``adelete_thread``'s three
-        deletes are one implicit transaction in a pipeline; without one, a failure part-way left a
-        thread's writes behind its deleted checkpoints).
-
-        ``raw``: a cursor that sends the statement as it is, its parameters numbered ``$1, $2...``
-        (the saves). An ordinary cursor looks for ``%s`` in every statement, in Python, and keeps
-        what it found only for statements of at most 50 parameters; most saves carry more, so each
-        was parsed again on every call."""
+        ``pipeline`` is still honoured over a pool: the stock methods that ask for it run several
+        statements that must land together (``adelete_thread``'s three deletes are one implicit
+        transaction in a pipeline; without one, a failure part-way left a thread's writes behind
+        its deleted checkpoints)."""
         if self.pipe is not None or not isinstance(self.conn, AsyncConnectionPool):
             async with super()._cursor(pipeline=pipeline) as cur:
-                if not raw:
-                    yield cur
-                    return
-                async with AsyncRawCursor(cur.connection) as raw_cur:
-                    yield raw_cur
+                yield cur
             return
         async with self.conn.connection() as conn:
-            cursor = AsyncRawCursor(conn) if raw else conn.cursor(binary=True, row_factory=dict_row)
-            if not pipeline:  # every save: the plain path, without the exit stack's cost
-                async with cursor as cur:
+            if not pipeline:
+                async with conn.cursor(binary=True, row_factory=dict_row) as cur:
                     yield cur
                 return
             async with AsyncExitStack() as stack:
                 await stack.enter_async_context(conn.pipeline() if self.supports_pipeline else conn.transaction())
-                yield await stack.enter_async_context(cursor)
+                yield await stack.enter_async_context(conn.cursor(binary=True, row_factory=dict_row))
+
+    @asynccontextmanager
+    async def _saving(self, *, statements: int) -> AsyncIterator[AsyncRawCursor[Any]]:
+        """A cursor for a save of ``statements`` statements, which sends each as it is, its parameters
+        numbered ``$1, $2...``: an ordinary cursor looks for ``%s`` in every statement, in Python, and
+        keeps what it found only for statements of at most 50 parameters; most saves carry more, so
+        each was parsed again on every call.
+
+        Over a pool, a save of one statement runs alone (PostgreSQL makes it a transaction), and a
+        save of several in one transaction, which a failure anywhere rolls back, psycopg's refusal
+        of a parameter included. On one shared connection, or in a caller's pipeline, the save is
+        in a pipeline synced on its exit, as the stock saver's: on a connection its caller put in
+        pipeline mode, that commits the save, and raises its error, before the save returns."""
+        if self.pipe is not None or not isinstance(self.conn, AsyncConnectionPool):
+            async with super()._cursor(pipeline=True) as cur, AsyncRawCursor(cur.connection) as raw:
+                yield raw
+            return
+        async with self.conn.connection() as conn:
+            if statements == 1:
+                async with AsyncRawCursor(conn) as raw:
+                    yield raw
+                return
+            async with conn.transaction(), AsyncRawCursor(conn) as raw:
+                yield raw
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """The stock read, unless the turn read this thread's latest checkpoint just before its run
@@ -169,11 +183,9 @@ class LeanPostgresSaver(AsyncPostgresSaver):
         saved = (thread_id, ns, checkpoint["id"], configurable.get("checkpoint_id"),
                  Jsonb({**checkpoint, "channel_values": inline}),
                  Jsonb(get_serializable_checkpoint_metadata(config, metadata)))
-        # In a caller's pipeline the stock save syncs after itself; without that the statement waited,
-        # uncommitted and its errors unseen, for whatever synced the pipeline next. More blobs than one
-        # statement carries go first, in the same transaction.
+        # More blobs than one statement carries go first, in the same transaction (``_saving``).
         *earlier, last = _chunks(blobs) or [[]]
-        async with self._cursor(pipeline=self.pipe is not None or bool(earlier), raw=True) as cur:
+        async with self._saving(statements=len(earlier) + 1) as cur:
             for chunk in earlier:
                 await cur.execute(blobs_sql(len(chunk)), _flat(chunk))
             await cur.execute(put_sql(len(last)), [*_flat(last), *saved])
@@ -195,9 +207,8 @@ class LeanPostgresSaver(AsyncPostgresSaver):
         ids = (configurable["thread_id"], configurable["checkpoint_ns"], configurable["checkpoint_id"], task_id,
                task_path)
         chunks = _chunks([(*ids, idx, *row) for idx, row in rows.items()])
-        # synced in a caller's pipeline, as in aput; a task with more writes than one statement carries
-        # saves them in one transaction
-        async with self._cursor(pipeline=self.pipe is not None or len(chunks) > 1, raw=True) as cur:
+        # a task with more writes than one statement carries saves them in one transaction (``_saving``)
+        async with self._saving(statements=len(chunks)) as cur:
             for chunk in chunks:
                 await cur.execute(writes_sql(len(chunk), special), _flat(chunk))
 

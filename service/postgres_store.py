@@ -19,26 +19,34 @@ in one pipeline. ``tests/test_postgres_store.py`` runs both stores side by side.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import lru_cache
 from typing import Any, cast
 
 from langgraph.store.base import GetOp, PutOp, Result
 from langgraph.store.postgres.aio import AsyncPostgresStore
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import DictRow
+from psycopg_pool import AsyncConnectionPool
 
 MAX_KEYS = 5000
 """Keys of one namespace one read sends as parameters (two each); a larger read is the stock statement.
 PostgreSQL takes at most 65,535 parameters in a statement."""
 
 
-@lru_cache(maxsize=256)
+def padded(keys: int) -> int:
+    """The statement size a read of ``keys`` keys uses: the next power of two, so that reads of every size
+    share a dozen statements (psycopg prepares each on each connection, and keeps 100)."""
+    return 1 << max(keys - 1, 0).bit_length()
+
+
+@lru_cache(maxsize=32)
 def get_sql(keys: int, omit_expired: bool) -> str:
     """The stock read of ``keys`` keys of one namespace (refreshing the TTL of those asked to), its keys
-    as ``VALUES`` rows of scalar parameters instead of two arrays to ``unnest``."""
+    as ``VALUES`` rows of scalar parameters instead of two arrays to ``unnest``. Rows past the keys asked
+    for are ``(NULL, false)``: a NULL key matches no row."""
     expiry = "AND (s.expires_at IS NULL OR s.expires_at > NOW())" if omit_expired else ""
-    rows = ", ".join(["(%s, %s::bool)"] * keys)
+    rows = ", ".join(["(%s::text, %s::bool)"] * keys)
     return f"""
         WITH passed_in (key, do_refresh) AS (VALUES {rows}),
         updated AS (
@@ -73,31 +81,44 @@ class LeanPostgresStore(AsyncPostgresStore):
         by_namespace: dict[tuple[str, ...], list[tuple[int, str, bool]]] = defaultdict(list)
         for idx, op in get_ops:
             by_namespace[op.namespace].append((idx, op.key, op.refresh_ttl))
-        if any(len(wanted) > MAX_KEYS for wanted in by_namespace.values()):
-            return super()._get_batch_GET_ops_queries(get_ops)
+        if any(len(wanted) > MAX_KEYS or not all(isinstance(key, str) for _, key, _ in wanted)
+               for wanted in by_namespace.values()):
+            return super()._get_batch_GET_ops_queries(get_ops)  # keys of other types answer as the stock casts them
         queries = []
         for namespace, wanted in by_namespace.items():
             ns = ".".join(namespace)  # the stock store's prefix text (its _namespace_to_text)
-            params = (*(v for _, key, refresh in wanted for v in (key, refresh)), ns, ns)
-            queries.append((get_sql(len(wanted), self._omit_expired), params, namespace,
+            size = padded(len(wanted))
+            keys = [v for _, key, refresh in wanted for v in (key, refresh)]
+            params = (*keys, *[None, False] * (size - len(wanted)), ns, ns)
+            queries.append((get_sql(size, self._omit_expired), params, namespace,
                             [(idx, key) for idx, key, _ in wanted]))
         return queries
 
     async def _execute_batch(
         self, grouped_ops: dict[Any, Any], results: list[Result], conn: AsyncConnection[DictRow] | None = None,
     ) -> None:
-        kinds = set(grouped_ops)
-        if kinds == {GetOp}:
+        plain = self._one_statement(grouped_ops, results)
+        if plain is None:
+            await super()._execute_batch(grouped_ops, results, conn)
+            return
+        async with self._cursor(pipeline=False) as cur:
+            await plain(cur)
+
+    def _one_statement(
+        self, grouped_ops: dict[Any, Any], results: list[Result],
+    ) -> Callable[[AsyncCursor[DictRow]], Awaitable[Any]] | None:
+        """The batch as one plain statement, or None: it is more than one, or the store is not over a pool.
+        One connection may sit in its caller's pipeline, where only the stock batch's own pipeline syncs
+        (commits, and raises a refused statement's error) before the batch returns."""
+        if self.pipe is not None or not isinstance(self.conn, AsyncConnectionPool):
+            return None
+        if set(grouped_ops) == {GetOp}:
             gets = cast(Sequence[tuple[int, GetOp]], grouped_ops[GetOp])
             if len({op.namespace for _, op in gets}) == 1:
-                async with self._cursor(pipeline=False) as cur:
-                    await self._batch_get_ops(gets, results, cur)
-                return
-        elif kinds == {PutOp}:
+                return lambda cur: self._batch_get_ops(gets, results, cur)
+        elif set(grouped_ops) == {PutOp}:
             queries, embedding_request = self._prepare_batch_PUT_queries(
                 cast(Sequence[tuple[int, PutOp]], grouped_ops[PutOp]))
             if len(queries) == 1 and embedding_request is None:
-                async with self._cursor(pipeline=False) as cur:
-                    await cur.execute(*queries[0])
-                return
-        await super()._execute_batch(grouped_ops, results, conn)
+                return lambda cur: cur.execute(*queries[0])
+        return None

@@ -17,7 +17,7 @@ from langgraph.store.base import GetOp, Item, ListNamespacesOp, Op, PutOp, Searc
 from langgraph.store.postgres.aio import AsyncPostgresStore
 from psycopg_pool import AsyncConnectionPool
 
-from handoff.service.postgres_store import MAX_KEYS, LeanPostgresStore
+from handoff.service.postgres_store import MAX_KEYS, LeanPostgresStore, get_sql, padded
 from tests.support.postgres import POSTGRES_URL
 from tests.test_postgres_saver import POOL_KWARGS
 
@@ -195,3 +195,10 @@ async def test_a_read_of_more_keys_than_one_statement_carries_answers_as_the_sto
         keys = [f"k{n}" for n in range(MAX_KEYS + 10)]
         await same_answers(both, [[PutOp(("a",), k, {"n": n}) for n, k in enumerate(keys[:50])],
                                   [GetOp(("a",), k) for k in keys]])
+
+
+def test_reads_of_every_size_share_a_few_statements() -> None:
+    """Reads are padded to a power of two keys, so psycopg prepares a dozen read statements a connection
+    (it keeps 100), not one per size; the padding rows match nothing."""
+    assert [padded(n) for n in (1, 2, 3, 4, 5, 16, 17, MAX_KEYS)] == [1, 2, 4, 4, 8, 16, 32, 8192]
+    assert len({get_sql(padded(n), False) for n in range(1, MAX_KEYS + 1)}) == 14
