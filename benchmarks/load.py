@@ -1127,6 +1127,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if min(args.conversations, args.turns, args.workers) < 1:
         parser.error("--conversations, --turns and --workers must be at least 1")
+    if args.vs_floor and args.stream:
+        parser.error("--vs-floor plays JSON turns: the floor (benchmarks/load_floor.py) does not stream")
     if not args.db.startswith(("postgresql://", "postgres://")):
         parser.error("--db must be a postgresql:// URL: the workers share threads through it")
     cfg = LoadConfig(conversations=args.conversations, turns=args.turns, workers=args.workers, db=args.db,

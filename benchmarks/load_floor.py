@@ -5,8 +5,8 @@ worker (``POST /threads``, ``POST /threads/{id}/messages`` as JSON, ``/healthz``
 ``graph.ainvoke`` of the storage benchmark's floor (benchmarks/peers.py): one node that answers
 from the last 12 messages kept in state and appends the line and the answer to the thread's
 transcript in the store, with a checkpoint per step. It runs on what the service runs on:
-uvicorn and FastAPI with pydantic bodies, the service's checkpointer and serializer
-(``LeanPostgresSaver``), LangGraph's ``AsyncPostgresStore`` and one psycopg pool, and the same
+uvicorn and FastAPI with pydantic bodies, the service's persistence (``open_service_persistence``:
+``LeanPostgresSaver`` and its serializer, ``LeanPostgresStore``, one psycopg pool), and the same
 garbage-collector settings and log level. Its model is a zero-cost scripted one.
 
 What it leaves out is what the service adds: the turn lock across workers, the resend check, the

@@ -104,6 +104,7 @@ def _flat(rows: list[tuple[Any, ...]]) -> list[Any]:
     """The parameters of ``rows``' ``VALUES``, one row after the other."""
     return list(chain.from_iterable(rows))
 
+
 class LeanPostgresSaver(AsyncPostgresSaver):
     """``AsyncPostgresSaver`` with one statement per save, no thread hops, and no lock over a pool."""
 

@@ -26,6 +26,7 @@ from benchmarks.load import (
     verify_conversation,
     verify_floor,
 )
+from benchmarks.load import main as load_main
 from benchmarks.load_floor import NAMESPACE
 from handoff.agents.offline import OfflineChatModel
 from handoff.service.blocking import BlockingHandoffService
@@ -189,3 +190,10 @@ def test_the_floor_checker_finds_lost_and_corrupted_lines() -> None:
         left = conn.execute("SELECT count(*) FROM store WHERE prefix = ANY(%s)",
                             ([f"{NAMESPACE}.{c.thread_id}" for c in convs],)).fetchone()
     assert left is not None and left[0] == 0
+
+
+def test_the_floor_comparison_refuses_streamed_turns(capsys: pytest.CaptureFixture[str]) -> None:
+    """The floor answers in JSON only, so comparing it with streamed service turns would measure two things."""
+    with pytest.raises(SystemExit) as exited:
+        load_main(["--vs-floor", "1", "--stream"])
+    assert exited.value.code == 2 and "does not stream" in capsys.readouterr().err
