@@ -137,9 +137,16 @@ class OfflineEmbeddings(Embeddings):
         return self.vector(text).tolist()
 
 
+@lru_cache(maxsize=1)
+def offline_embeddings() -> OfflineEmbeddings:
+    """The process's one offline embedder. Every semantic router and every judge by meaning shares it,
+    and so its cache: a turn's message embedded by one is not embedded again by the next."""
+    return OfflineEmbeddings()
+
+
 def make_embeddings(settings: ModelSettings | None = None) -> Embeddings:
     """The embeddings the semantic triggers use: the real server's when a real model is configured,
-    else the offline static model.
+    else the offline static model (``offline_embeddings()``, shared by the process).
 
     Args:
         settings: The model settings; the environment's by default (``agents.models.load_settings``).
@@ -149,7 +156,7 @@ def make_embeddings(settings: ModelSettings | None = None) -> Embeddings:
 
         settings = load_settings()
     if not settings.uses_real_model:
-        return OfflineEmbeddings()
+        return offline_embeddings()
     from langchain_openai import OpenAIEmbeddings
 
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-needed"

@@ -14,12 +14,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-from handoff.agents.embeddings import OfflineEmbeddings
+from handoff.agents.embeddings import OfflineEmbeddings, offline_embeddings
 from handoff.agents.offline_cache import DESCRIPTIONS, memo
 from handoff.agents.offline_lexicon import expanded, matched_groups
 from handoff.agents.offline_reading import Reading, description_of, hint, target_of
@@ -37,10 +36,10 @@ READ_ONLY = frozenset({"look", "check", "list", "read", "find", "verify", "run",
 of meaning; a tool that changes something (a refund, a ticket, a quote) waits for words that ask for it."""
 
 
-@lru_cache(maxsize=1)
 def embedder() -> OfflineEmbeddings:
-    """The offline embedder (WordLlama l2_supercat), loaded once per process."""
-    return OfflineEmbeddings()
+    """The offline embedder (WordLlama l2_supercat), loaded once per process and shared with the
+    semantic routers."""
+    return offline_embeddings()
 
 
 def similarity(a: str, b: str) -> float:

@@ -89,8 +89,11 @@ def by_wording(text: str) -> bool:
 def by_meaning(text: str) -> bool:
     """The meaning judge: near the ways of asking for a person, and clearly nearer than to mentions."""
     from handoff.agents.offline_meaning import embedder
+    from handoff.agents.semantic_router import routing_text
 
-    message = embedder().vector(text)
+    # The semantic router's text (no ids or numbers, which say nothing of asking for a person): one
+    # embedding of the message serves both judges.
+    message = embedder().vector(routing_text(text))
     asking, mentioning = _banks()
     near = float(np.sort(asking @ message)[-NEIGHBOURS:].mean())
     other = float(np.sort(mentioning @ message)[-NEIGHBOURS:].mean())

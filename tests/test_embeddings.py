@@ -96,3 +96,40 @@ def test_an_embeddings_server_that_fails_leaves_the_decision_to_the_model() -> N
         stub.fail = False
         assert first_firing([trigger], ctx) is not None  # the route vectors are computed once it answers
     assert len(stub.embedding_requests) >= 3
+
+
+def test_every_offline_router_and_judge_shares_one_embedder() -> None:
+    from handoff.agents.offline_meaning import embedder
+
+    assert make_embeddings(ModelSettings()) is make_embeddings(ModelSettings()) is embedder()
+
+
+def test_a_turn_embeds_the_users_message_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The person judge and the semantic router read one embedding of the message: same embedder,
+    same text (ids and numbers left out by both)."""
+    from langchain_core.messages import HumanMessage
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from handoff.agents.customer_service.back_office import BackOffice
+    from handoff.agents.scripted import ScriptedChatModel
+    from handoff.graphs.customer_service import build_customer_service_graph
+
+    shared = emb.offline_embeddings()
+    encoded: list[str] = []
+    tokenizer = shared.tokenizer
+
+    class Counting:
+        def encode(self, text: str, **kwargs: object) -> object:
+            encoded.append(text)
+            return tokenizer.encode(text, **kwargs)
+
+    graph = build_customer_service_graph(model=ScriptedChatModel(default="Noted."), office=BackOffice()).compile(
+        checkpointer=InMemorySaver())
+    graph.invoke({"messages": [HumanMessage("hello there")]}, {"configurable": {"thread_id": "warm"}})
+    monkeypatch.setattr(shared, "tokenizer", Counting())
+    message = "Since 7 pm on 2026-11-29 the router on ACC-1001 keeps dropping my video calls, wobbly lights"
+    graph.invoke({"messages": [HumanMessage(message)]}, {"configurable": {"thread_id": "t"}})
+
+    about = [text for text in encoded if "wobbly lights" in text]
+    assert len(about) == 1, encoded
+    assert not any(ch.isdigit() for ch in about[0])
