@@ -109,11 +109,17 @@ declare the same channel)."""
 
 RecentRecords = Annotated[list[dict[str, Any]], DeltaChannel(records_batch, snapshot_frequency=DELTA_SNAPSHOT_EVERY // 2)]
 """The recent handoff records as a delta channel. A turn's intake writes it once (an empty write when
-no handoff happens), so its snapshots come every few turns and a read never walks further back."""
+no handoff happens), so its snapshots come every four turns. A read walks back until every delta
+channel has found a full copy, so this channel sets how far back a read goes; snapshots every two
+turns would shorten the walk but store a tenth more (eight records a copy)."""
 
-AgentUsage = Annotated[dict[str, dict[str, int]], DeltaChannel(usage_batch, snapshot_frequency=DELTA_SNAPSHOT_EVERY)]
-"""Per-agent counters as a delta channel: every model call adds to them, so they snapshot as often as
-the window."""
+USAGE_SNAPSHOT_EVERY = 2
+"""Updates of the usage counters between full copies. They update once a model call, about once a
+turn: at ``DELTA_SNAPSHOT_EVERY`` they sent every read back about eight turns (some 25 checkpoints)
+where the other channels need four; a copy is a few dozen bytes."""
+
+AgentUsage = Annotated[dict[str, dict[str, int]], DeltaChannel(usage_batch, snapshot_frequency=USAGE_SNAPSHOT_EVERY)]
+"""Per-agent counters as a delta channel: every model call adds to them."""
 
 
 class HandoffState(TypedDict, total=False):

@@ -20,7 +20,13 @@ from handoff.graphs.customer_service import build_customer_service_graph
 from handoff.graphs.persistence import open_persistence
 from handoff.monitoring.replay import fork
 from handoff.monitoring.report import conversation_report
-from handoff.state.conversation import DELTA_SNAPSHOT_EVERY, MESSAGE_WINDOW, window_batch, window_messages
+from handoff.state.conversation import (
+    DELTA_SNAPSHOT_EVERY,
+    MESSAGE_WINDOW,
+    USAGE_SNAPSHOT_EVERY,
+    window_batch,
+    window_messages,
+)
 from tests.support.long_conversation import scripted_model, user_lines
 from tests.test_persistence_factory import POSTGRES_URL
 
@@ -99,6 +105,24 @@ def test_most_checkpoints_store_no_copy_of_the_window(tmp_path: Path) -> None:
         stored = list(persistence.checkpointer.list({"configurable": {"thread_id": "counted"}}))
     holding = sum(1 for item in stored if "messages" in item.checkpoint["channel_values"])
     assert 0 < holding <= len(stored) / (DELTA_SNAPSHOT_EVERY / 4), (holding, len(stored))
+
+
+def test_a_read_walks_back_no_further_than_the_handoff_records_need(tmp_path: Path) -> None:
+    """A read walks back until every delta channel finds a full copy. The usage counters update about
+    once a turn: snapshotted as rarely as the window, they alone sent reads back some eight turns,
+    where the handoff records (once a turn, a copy every four) need four."""
+    db = tmp_path / "delta.sqlite"
+    _play(f"sqlite:///{db}", "walked")
+    config = {"configurable": {"thread_id": "walked"}}
+    with open_persistence(f"sqlite:///{db}") as persistence:
+        saver = persistence.checkpointer
+        walked = [saver.get_delta_channel_history(config=item.config, channels=["usage", "handoffs"])
+                  for item in list(saver.list(config))[:60]]
+    usage = [len(history["usage"]["writes"]) for history in walked]
+    records = [len(history["handoffs"]["writes"]) for history in walked]
+    assert all("seed" in history["usage"] for history in walked[:-10])
+    assert max(usage) <= USAGE_SNAPSHOT_EVERY < DELTA_SNAPSHOT_EVERY // 2
+    assert max(usage) <= max(records), (usage, records)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
