@@ -17,7 +17,7 @@ from langgraph.runtime import Runtime
 
 from handoff.agents.models import call_deadline
 from handoff.agents.spec import AgentSpec, InputFilter
-from handoff.agents.tooling import ToolContext, resolve_annotations
+from handoff.agents.tooling import ToolContext
 from handoff.graphs.agent_calls import ModelCall, Steps, ToolCall, adrive, drive, tool_note, within_deadline
 from handoff.graphs.boundary import (
     MAX_ID_CHARS,
@@ -127,7 +127,7 @@ def make_agent_node(
     """
     targets = {name: specs[name] for name in spec.handoffs if name in specs}
     tool_targets = transfer_targets(spec)
-    own = {t.name: resolve_annotations(t) for t in spec.tools}
+    own = {t.name: t for t in spec.tools}
     filters_from = {source.name: policy.input_filter for source in specs.values()
                     for policy in source.handoff_policies if policy.target == spec.name and policy.input_filter}
     runnables: dict[frozenset[str], Runnable] = {}
