@@ -111,7 +111,7 @@ RecentRecords = Annotated[list[dict[str, Any]], DeltaChannel(records_batch, snap
 """The recent handoff records as a delta channel. A turn's intake writes it once (an empty write when
 no handoff happens), so its snapshots come every four turns. A read walks back until every delta
 channel has found a full copy, so this channel sets how far back a read goes; snapshots every two
-turns would shorten the walk but store a tenth more (eight records a copy)."""
+turns would shorten the walk but store about 6% more (eight records a copy)."""
 
 USAGE_SNAPSHOT_EVERY = 2
 """Updates of the usage counters between full copies. They update once a model call, about once a
