@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from handoff.agents.embeddings import OfflineEmbeddings, offline_embeddings
+from handoff.agents.embeddings import offline_embeddings
 from handoff.agents.offline_cache import DESCRIPTIONS, memo
 from handoff.agents.offline_lexicon import expanded, matched_groups
 from handoff.agents.offline_reading import Reading, description_of, hint, target_of
@@ -36,14 +36,8 @@ READ_ONLY = frozenset({"look", "check", "list", "read", "find", "verify", "run",
 of meaning; a tool that changes something (a refund, a ticket, a quote) waits for words that ask for it."""
 
 
-def embedder() -> OfflineEmbeddings:
-    """The offline embedder (WordLlama l2_supercat), loaded once per process and shared with the
-    semantic routers."""
-    return offline_embeddings()
-
-
 def similarity(a: str, b: str) -> float:
-    vector = embedder().vector
+    vector = offline_embeddings().vector
     return float(np.dot(vector(a), vector(b)))
 
 

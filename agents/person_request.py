@@ -88,12 +88,12 @@ def by_wording(text: str) -> bool:
 
 def by_meaning(text: str) -> bool:
     """The meaning judge: near the ways of asking for a person, and clearly nearer than to mentions."""
-    from handoff.agents.offline_meaning import embedder
+    from handoff.agents.embeddings import offline_embeddings
     from handoff.agents.semantic_router import routing_text
 
     # The semantic router's text (no ids or numbers, which say nothing of asking for a person): one
     # embedding of the message serves both judges.
-    message = embedder().vector(routing_text(text))
+    message = offline_embeddings().vector(routing_text(text))
     asking, mentioning = _banks()
     near = float(np.sort(asking @ message)[-NEIGHBOURS:].mean())
     other = float(np.sort(mentioning @ message)[-NEIGHBOURS:].mean())
@@ -102,7 +102,7 @@ def by_meaning(text: str) -> bool:
 
 @lru_cache(maxsize=1)
 def _banks() -> tuple[np.ndarray, np.ndarray]:
-    from handoff.agents.offline_meaning import embedder
+    from handoff.agents.embeddings import offline_embeddings
 
-    vector = embedder().vector
+    vector = offline_embeddings().vector
     return np.array([vector(t) for t in ASKING]), np.array([vector(t) for t in MENTIONING])

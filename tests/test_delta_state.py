@@ -117,7 +117,7 @@ def test_a_read_walks_back_no_further_than_the_handoff_records_need(tmp_path: Pa
     with open_persistence(f"sqlite:///{db}") as persistence:
         saver = persistence.checkpointer
         walked = [saver.get_delta_channel_history(config=item.config, channels=["usage", "handoffs"])
-                  for item in list(saver.list(config))[:60]]
+                  for item in saver.list(config, limit=60)]
     usage = [len(history["usage"]["writes"]) for history in walked]
     records = [len(history["handoffs"]["writes"]) for history in walked]
     assert all("seed" in history["usage"] for history in walked[:-10])

@@ -99,9 +99,7 @@ def test_an_embeddings_server_that_fails_leaves_the_decision_to_the_model() -> N
 
 
 def test_every_offline_router_and_judge_shares_one_embedder() -> None:
-    from handoff.agents.offline_meaning import embedder
-
-    assert make_embeddings(ModelSettings()) is make_embeddings(ModelSettings()) is embedder()
+    assert make_embeddings(ModelSettings()) is make_embeddings(ModelSettings()) is emb.offline_embeddings()
 
 
 def test_a_turn_embeds_the_users_message_once(monkeypatch: pytest.MonkeyPatch) -> None:
